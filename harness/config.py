@@ -1,0 +1,299 @@
+"""Run configuration: YAML -> typed dataclasses, `a.b=value` overrides, unknown keys fail loudly.
+
+One `RunConfig` describes every algorithm; sections an algorithm does not use are ignored by it
+but still validated, so a typo never passes silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema; the message names where."""
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"  # embedded default, a hub id, or a local directory
+    revision: str | None = None
+    dtype: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA
+    device: str = "auto"  # auto: cuda if available, else cpu
+    trust_remote_code: bool = False
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@dataclass
+class DataConfig:
+    task: str = "quickstart"
+    path: str | None = None  # overrides the task's data source (local file or hub id)
+    split: str = "train"
+    max_train: int | None = None
+    max_eval: int | None = None
+    eval_fraction: float = 0.1
+    max_prompt_tokens: int = 128
+    max_response_tokens: int = 64
+    padding_side: str = "right"
+
+
+@dataclass
+class LossConfig:
+    kind: str = "dpo"  # dpo | ipo | slic | cdpo | rdpo | soft | sft | bt
+    beta: float = 0.1
+    label_smoothing: float = 0.0  # cdpo: assumed label-noise rate
+    flip_rate: float = 0.0  # rdpo: known flip rate
+    margin: float = 1.0  # slic hinge margin (in units of beta-scaled log-ratio)
+    sft_weight: float = 0.0  # optional NLL on chosen, added to the preference loss
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 30
+    batch_size: int = 4  # pairs (or prompts) per optimizer step, global
+    grad_accum: int = 1
+    lr: float = 5e-6
+    weight_decay: float = 0.0
+    warmup_steps: int = 2
+    schedule: str = "linear"  # linear | cosine | constant
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 10
+    eval_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class SamplingConfig:
+    backend: str = "transformers"  # transformers | vllm
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    sync_every: int = 1  # vllm: push policy weights every k steps
+    batch_size: int = 16
+
+
+@dataclass
+class JudgeRef:
+    name: str = "smollm2-logprob"  # a judges/configs/<name>.yaml, a rule id, or rm:<run-id>
+    instruction: str | None = None  # the controllability knob of the OAIF paper
+    mode: str | None = None  # logprob | generate (None: the judge config's own)
+    both_orders: bool | None = None
+
+
+@dataclass
+class OaifConfig:
+    tie_policy: str = "skip"  # skip | soft
+    missing_eos_penalty: float | None = None
+
+
+@dataclass
+class RLConfig:
+    method: str = "rloo"  # rloo | ppo
+    k: int = 2  # samples per prompt
+    kl_coef: float = 0.05
+    reward_model: str | None = None  # judge name providing a scalar reward, e.g. rm:<run-id>
+    clip_range: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    lam: float = 0.95
+    ppo_epochs: int = 1
+    whiten_rewards: bool = False
+
+
+@dataclass
+class RunConfig:
+    algo: str = "dpo"  # sft | dpo | oaif | reward_model | rlhf
+    name: str | None = None
+    resume: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    judge: JudgeRef = field(default_factory=JudgeRef)
+    oaif: OaifConfig = field(default_factory=OaifConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    init_from: str | None = None  # a run id or checkpoint dir to start the policy from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+ALGOS = ("sft", "dpo", "oaif", "reward_model", "rlhf")
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; convert int->float only. Names `where` on error."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, where)
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected float, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected int, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected bool, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected str, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _build(cls, data: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(where_join(where, k) for k in unknown)}; "
+                          f"known: {', '.join(sorted(names))}")
+    kwargs = {k: _coerce(v, hints[k], where_join(where, k)) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def where_join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where and not where.endswith(":") else f"{where}{key}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b=value` -> (['a','b'], value); the value is parsed as YAML (so 3, 0.1, true, [x, y] work)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key")
+    value = yaml.safe_load(raw) if raw != "" else ""
+    # keep strings like model names that YAML would read as something else
+    if isinstance(value, (dict,)) or (raw and value is None and raw.lower() not in ("null", "~", "none")):
+        value = raw
+    if isinstance(raw, str) and raw.lower() == "none":
+        value = None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+        node[path[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                defaults: dict | None = None) -> RunConfig:
+    """Read YAML (safe loader), apply `a.b=value` overrides, validate into a RunConfig."""
+    data: dict = json.loads(json.dumps(defaults or {}))
+    where = "config:"
+    if path is not None:
+        path = Path(path)
+        where = f"{path}:"
+        if not path.exists():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{line} invalid YAML: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+        _deep_update(data, loaded)
+    apply_overrides(data, overrides or [])
+    cfg = _build(RunConfig, data, where)
+    validate(cfg, where)
+    return cfg
+
+
+def _deep_update(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def validate(cfg: RunConfig, where: str = "config:") -> None:
+    def bad(key, msg):
+        raise ConfigError(f"{where_join(where, key)}: {msg}")
+
+    if cfg.algo not in ALGOS:
+        bad("algo", f"{cfg.algo!r} is not one of {', '.join(ALGOS)}")
+    if cfg.loss.kind not in ("dpo", "ipo", "slic", "cdpo", "rdpo", "soft", "sft", "bt"):
+        bad("loss.kind", f"unknown loss {cfg.loss.kind!r}")
+    if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
+        bad("train.batch_size", "batch_size and grad_accum must be >= 1")
+    if cfg.train.batch_size % cfg.train.grad_accum:
+        bad("train.grad_accum", f"batch_size {cfg.train.batch_size} is not divisible by grad_accum {cfg.train.grad_accum}")
+    if cfg.train.schedule not in ("linear", "cosine", "constant"):
+        bad("train.schedule", f"unknown schedule {cfg.train.schedule!r}")
+    if cfg.data.padding_side not in ("left", "right"):
+        bad("data.padding_side", "must be left or right")
+    if cfg.oaif.tie_policy not in ("skip", "soft"):
+        bad("oaif.tie_policy", "must be skip or soft")
+    if cfg.rl.method not in ("rloo", "ppo"):
+        bad("rl.method", "must be rloo or ppo")
+    if cfg.sampling.backend not in ("transformers", "vllm"):
+        bad("sampling.backend", "must be transformers or vllm")
+    if not 0.0 <= cfg.loss.label_smoothing < 0.5:
+        bad("loss.label_smoothing", "must be in [0, 0.5)")
+    if not 0.0 <= cfg.loss.flip_rate < 0.5:
+        bad("loss.flip_rate", "must be in [0, 0.5)")
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

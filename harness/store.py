@@ -1,0 +1,436 @@
+"""The one module that owns storage.
+
+Layout under the harness home (`--home`, `HARNESS_HOME`, default `./runs`):
+
+    <home>/harness.db            SQLite (WAL): runs, metrics, pairs, samples, labels, results
+    <home>/<run_id>/config.yaml  the resolved config of the run
+    <home>/<run_id>/env.json     package versions, git commit, host
+    <home>/<run_id>/checkpoints/step-<N>/  safetensors weights + trainer state (atomic rename)
+    <home>/<run_id>/log.jsonl    per-step metrics, also in the database
+
+Every write is one transaction, so a killed process leaves no half-written row. Dashboards and
+reports read through this module and never touch the files or tables themselves.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+from .records import Annotator, Label, Pair, content_hash
+
+SCHEMA_VERSION = 1
+DEFAULT_HOME = "runs"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, name TEXT, algo TEXT NOT NULL, task TEXT, status TEXT NOT NULL,
+  created_at REAL NOT NULL, updated_at REAL NOT NULL, config_json TEXT NOT NULL,
+  last_step INTEGER NOT NULL DEFAULT 0, last_metrics_json TEXT, group_name TEXT, note TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id TEXT NOT NULL, step INTEGER NOT NULL, split TEXT NOT NULL DEFAULT 'train',
+  data_json TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (run_id, step, split)
+);
+CREATE TABLE IF NOT EXISTS pairs (
+  pair_id TEXT PRIMARY KEY, prompt TEXT NOT NULL, response_a TEXT NOT NULL, response_b TEXT NOT NULL,
+  source TEXT, dataset TEXT, subset TEXT, record_id TEXT, run_id TEXT, step INTEGER,
+  policy_a TEXT, policy_b TEXT, reference TEXT, meta_json TEXT, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pairs_dataset ON pairs(dataset, subset);
+CREATE INDEX IF NOT EXISTS pairs_run ON pairs(run_id, step);
+CREATE TABLE IF NOT EXISTS annotators (
+  annotator_id TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, config_json TEXT,
+  created_at REAL NOT NULL, PRIMARY KEY (annotator_id, version)
+);
+CREATE TABLE IF NOT EXISTS labels (
+  label_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  dedup_key TEXT NOT NULL UNIQUE,
+  cache_key TEXT NOT NULL,
+  pair_id TEXT NOT NULL REFERENCES pairs(pair_id),
+  annotator_kind TEXT NOT NULL, annotator_id TEXT NOT NULL, annotator_version TEXT NOT NULL,
+  verdict TEXT NOT NULL, p_a REAL, shown_order TEXT NOT NULL, raw_output TEXT,
+  latency_s REAL, tokens_in INTEGER, tokens_out INTEGER, cost REAL,
+  run_id TEXT, step INTEGER, cached INTEGER NOT NULL DEFAULT 0, meta_json TEXT, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_pair ON labels(pair_id);
+CREATE INDEX IF NOT EXISTS labels_annotator ON labels(annotator_id);
+CREATE INDEX IF NOT EXISTS labels_cache ON labels(cache_key);
+CREATE INDEX IF NOT EXISTS labels_run ON labels(run_id, step);
+CREATE TABLE IF NOT EXISTS samples (
+  sample_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step INTEGER NOT NULL, prompt TEXT NOT NULL,
+  response TEXT NOT NULL, policy TEXT, n_tokens INTEGER, truncated INTEGER, reward REAL,
+  meta_json TEXT, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id, step);
+CREATE TABLE IF NOT EXISTS results (
+  result_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT, run_id TEXT,
+  task TEXT, judge TEXT, baseline TEXT, result_json TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_kind ON results(kind);
+"""
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("HARNESS_HOME", DEFAULT_HOME))
+
+
+def label_cache_key(annotator: Annotator, pair_id: str, shown_order: str) -> str:
+    """Same annotator (id + version), same pair, same order -> same answer can be reused."""
+    return content_hash(annotator.id, annotator.version, pair_id, shown_order)
+
+
+class Store:
+    def __init__(self, home: str | Path | None = None):
+        self.home = Path(home) if home is not None else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.home / "harness.db"
+        with self.connect() as db:
+            db.executescript(_SCHEMA)
+            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"{self.db_path}: schema version {row[0]} is newer than this harness ({SCHEMA_VERSION})")
+
+    # -- connections -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """One connection per use: safe across threads (Streamlit) and processes (accelerate)."""
+        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("PRAGMA foreign_keys=ON")
+            yield db
+        finally:
+            db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence = ()) -> list[dict]:
+        with self.connect() as db:
+            return [dict(r) for r in db.execute(sql, params).fetchall()]
+
+    def query_df(self, sql: str, params: Sequence = ()):
+        import pandas as pd
+
+        with self.connect() as db:
+            return pd.read_sql_query(sql, db, params=list(params))
+
+    # -- runs --------------------------------------------------------------------------------
+    def new_run_id(self, algo: str, name: str | None = None) -> str:
+        stem = (name or algo).replace("/", "-").replace(" ", "-")
+        return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+    def create_run(self, config: dict, algo: str, task: str | None = None, name: str | None = None,
+                   run_id: str | None = None, group: str | None = None) -> str:
+        import yaml
+
+        run_id = run_id or self.new_run_id(algo, name)
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2))
+        now = time.time()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, name, algo, task, status, created_at, updated_at, config_json, group_name)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, name, algo, task, "created", now, now, json.dumps(config), group),
+            )
+        return run_id
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.home / run_id
+
+    def get_run(self, run_id: str) -> dict:
+        rows = self.query("SELECT * FROM runs WHERE run_id=?", (run_id,))
+        if not rows:
+            raise StoreError(f"no run {run_id!r} in {self.db_path}")
+        return _decode_run(rows[0])
+
+    def list_runs(self, group: str | None = None) -> list[dict]:
+        if group:
+            rows = self.query("SELECT * FROM runs WHERE group_name=? ORDER BY created_at", (group,))
+        else:
+            rows = self.query("SELECT * FROM runs ORDER BY created_at")
+        return [_decode_run(r) for r in rows]
+
+    def set_run_status(self, run_id: str, status: str, note: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET status=?, updated_at=?, note=COALESCE(?, note) WHERE run_id=?",
+                       (status, time.time(), note, run_id))
+
+    # -- metrics -----------------------------------------------------------------------------
+    def log_metrics(self, run_id: str, step: int, metrics: dict, split: str = "train") -> None:
+        now = time.time()
+        data = json.dumps({k: _plain(v) for k, v in metrics.items()})
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?)", (run_id, step, split, data, now))
+            if split == "train":
+                db.execute("UPDATE runs SET last_step=?, last_metrics_json=?, updated_at=? WHERE run_id=?",
+                           (step, data, now, run_id))
+        with open(self.run_dir(run_id) / "log.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "split": split, **json.loads(data)}) + "\n")
+
+    def metrics(self, run_ids: Sequence[str] | None = None, split: str | None = "train"):
+        """Long table: run_id, step, split, one column per metric."""
+        import pandas as pd
+
+        sql, params = "SELECT * FROM metrics WHERE 1=1", []
+        if run_ids:
+            sql += f" AND run_id IN ({','.join('?' * len(run_ids))})"
+            params += list(run_ids)
+        if split:
+            sql += " AND split=?"
+            params.append(split)
+        rows = self.query(sql + " ORDER BY run_id, step", params)
+        return pd.DataFrame([{"run_id": r["run_id"], "step": r["step"], "split": r["split"],
+                              **json.loads(r["data_json"])} for r in rows])
+
+    def truncate_run_after(self, run_id: str, step: int) -> None:
+        """On resume: metrics and samples of steps after the checkpoint are redone; labels are kept
+        (the redone step finds them in the label cache, so none is lost or counted twice)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM metrics WHERE run_id=? AND step>? AND split='train'", (run_id, step))
+            db.execute("DELETE FROM samples WHERE run_id=? AND step>?", (run_id, step))
+
+    # -- pairs and labels ----------------------------------------------------------------------
+    def add_pairs(self, pairs: Iterable[Pair], db: sqlite3.Connection | None = None) -> list[str]:
+        pairs = list(pairs)
+        if db is None:
+            with self.transaction() as db2:
+                return self.add_pairs(pairs, db2)
+        now = time.time()
+        db.executemany(
+            "INSERT OR IGNORE INTO pairs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(p.pair_id, p.prompt, p.response_a, p.response_b, p.source, p.dataset, p.subset, p.record_id,
+              p.run_id, p.step, p.policy_a, p.policy_b, p.reference, json.dumps(p.meta), now) for p in pairs],
+        )
+        return [p.pair_id for p in pairs]
+
+    def add_labels(self, labels: Iterable[Label], pairs: Iterable[Pair] = (),
+                   db: sqlite3.Connection | None = None, dedup_extra: str = "") -> int:
+        """Insert labels (and their pairs) in one transaction; returns how many were new.
+
+        A label already stored (same annotator, pair, order, run, step, and `dedup_extra` such as
+        the source record of an import) is ignored, so importing or resuming twice adds nothing.
+        """
+        labels, pairs = list(labels), list(pairs)
+        if db is None:
+            with self.transaction() as db2:
+                return self.add_labels(labels, pairs, db2, dedup_extra)
+        if pairs:
+            self.add_pairs(pairs, db)
+        now = time.time()
+        seen_annotators = set()
+        before = db.total_changes
+        for lab in labels:
+            a = lab.annotator
+            if (a.id, a.version) not in seen_annotators:
+                db.execute("INSERT OR IGNORE INTO annotators VALUES (?,?,?,?,?)",
+                           (a.id, a.version, a.kind, json.dumps(a.config), now))
+                seen_annotators.add((a.id, a.version))
+        after_annotators = db.total_changes
+        cur = db.executemany(
+            "INSERT OR IGNORE INTO labels (dedup_key, cache_key, pair_id, annotator_kind, annotator_id,"
+            " annotator_version, verdict, p_a, shown_order, raw_output, latency_s, tokens_in, tokens_out, cost,"
+            " run_id, step, cached, meta_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(
+                content_hash(label_cache_key(l.annotator, l.pair_id, l.shown_order), l.run_id, l.step,
+                             l.meta.get("dedup", dedup_extra)),
+                label_cache_key(l.annotator, l.pair_id, l.shown_order), l.pair_id, l.annotator.kind,
+                l.annotator.id, l.annotator.version, l.verdict, l.p_a, l.shown_order, l.raw_output,
+                l.latency_s, l.tokens_in, l.tokens_out, l.cost, l.run_id, l.step, int(l.cached),
+                json.dumps(l.meta), now,
+            ) for l in labels],
+        )
+        del cur, before
+        return db.total_changes - after_annotators
+
+    def cached_labels(self, cache_keys: Sequence[str]) -> dict[str, dict]:
+        """The first stored answer for each cache key (not counting labels that were cache hits)."""
+        out: dict[str, dict] = {}
+        keys = list(dict.fromkeys(cache_keys))
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = self.query(
+                f"SELECT * FROM labels WHERE cached=0 AND cache_key IN ({','.join('?' * len(chunk))}) ORDER BY label_id",
+                chunk)
+            for r in rows:
+                out.setdefault(r["cache_key"], r)
+        return out
+
+    def labels_df(self, where: str = "1=1", params: Sequence = (), limit: int | None = None, offset: int = 0):
+        """Labels joined with their pairs, as a DataFrame (one row per label)."""
+        sql = ("SELECT l.*, p.prompt, p.response_a, p.response_b, p.source, p.dataset, p.subset, p.record_id,"
+               " p.policy_a, p.policy_b, p.reference, p.run_id AS pair_run_id, p.step AS pair_step"
+               f" FROM labels l JOIN pairs p USING (pair_id) WHERE {where} ORDER BY l.label_id")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        return self.query_df(sql, params)
+
+    def pairs_df(self, where: str = "1=1", params: Sequence = (), limit: int | None = None, offset: int = 0):
+        sql = f"SELECT * FROM pairs WHERE {where} ORDER BY created_at, pair_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        return self.query_df(sql, params)
+
+    def get_pairs(self, pair_ids: Sequence[str]) -> list[Pair]:
+        rows = {}
+        ids = list(pair_ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for r in self.query(f"SELECT * FROM pairs WHERE pair_id IN ({','.join('?' * len(chunk))})", chunk):
+                rows[r["pair_id"]] = r
+        return [_row_to_pair(rows[i]) for i in ids if i in rows]
+
+    def annotators(self) -> list[dict]:
+        return self.query("SELECT a.*, (SELECT COUNT(*) FROM labels l WHERE l.annotator_id=a.annotator_id"
+                          " AND l.annotator_version=a.version) AS n_labels FROM annotators a ORDER BY annotator_id")
+
+    def counts(self) -> dict:
+        with self.connect() as db:
+            return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                    for t in ("runs", "pairs", "labels", "samples", "results", "metrics")}
+
+    # -- samples -----------------------------------------------------------------------------
+    def add_samples(self, run_id: str, step: int, rows: Sequence[dict]) -> None:
+        """rows: {prompt, response, policy?, n_tokens?, truncated?, reward?, index?, meta?}."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(f"{run_id}/{step}/{r.get('index', i)}", run_id, step, r["prompt"], r["response"], r.get("policy"),
+                  r.get("n_tokens"), None if r.get("truncated") is None else int(r["truncated"]), r.get("reward"),
+                  json.dumps(r.get("meta", {})), now) for i, r in enumerate(rows)],
+            )
+
+    def samples_df(self, run_id: str | None = None):
+        if run_id:
+            return self.query_df("SELECT * FROM samples WHERE run_id=? ORDER BY step, sample_id", (run_id,))
+        return self.query_df("SELECT * FROM samples ORDER BY run_id, step, sample_id")
+
+    # -- results -----------------------------------------------------------------------------
+    def add_result(self, kind: str, result: dict, name: str | None = None, run_id: str | None = None,
+                   task: str | None = None, judge: str | None = None, baseline: str | None = None) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO results (kind, name, run_id, task, judge, baseline, result_json, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (kind, name, run_id, task, judge, baseline, json.dumps(result, default=_plain), time.time()),
+            )
+            return cur.lastrowid
+
+    def results(self, kind: str | None = None) -> list[dict]:
+        rows = (self.query("SELECT * FROM results WHERE kind=? ORDER BY result_id", (kind,)) if kind
+                else self.query("SELECT * FROM results ORDER BY result_id"))
+        for r in rows:
+            r["result"] = json.loads(r.pop("result_json"))
+        return rows
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoints_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "checkpoints"
+
+    def latest_checkpoint(self, run_id: str) -> Path | None:
+        root = self.checkpoints_dir(run_id)
+        if not root.exists():
+            return None
+        done = [p for p in root.glob("step-*") if (p / "COMPLETE").exists()]
+        return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+    @contextlib.contextmanager
+    def writing_checkpoint(self, run_id: str, step: int, keep: int = 2) -> Iterator[Path]:
+        """Yield a temp dir to fill; on success it is renamed into place and marked COMPLETE."""
+        root = self.checkpoints_dir(run_id)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".tmp-step-{step}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        yield tmp
+        (tmp / "COMPLETE").write_text(str(step))
+        final = root / f"step-{step}"
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        done = sorted((p for p in root.glob("step-*") if (p / "COMPLETE").exists()),
+                      key=lambda p: int(p.name.split("-")[1]))
+        for old in done[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _decode_run(r: dict) -> dict:
+    r = dict(r)
+    r["config"] = json.loads(r.pop("config_json"))
+    r["last_metrics"] = json.loads(r.pop("last_metrics_json") or "{}")
+    return r
+
+
+def _row_to_pair(r: dict) -> Pair:
+    return Pair(prompt=r["prompt"], response_a=r["response_a"], response_b=r["response_b"], source=r["source"] or "",
+                dataset=r["dataset"], subset=r["subset"], record_id=r["record_id"], run_id=r["run_id"], step=r["step"],
+                policy_a=r["policy_a"], policy_b=r["policy_b"], reference=r["reference"],
+                meta=json.loads(r["meta_json"] or "{}"))
+
+
+def _plain(v):
+    if hasattr(v, "item"):
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def environment_info() -> dict:
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("torch", "transformers", "datasets", "accelerate", "peft", "trl", "streamlit", "pandas", "vllm"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"versions": versions, "git_commit": commit, "python": platform.python_version(),
+            "host": platform.node(), "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def label_to_dict(label: Label) -> dict:
+    d = asdict(label)
+    d["annotator"] = asdict(label.annotator)
+    return d
