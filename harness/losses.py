@@ -154,3 +154,144 @@ def preference_loss(kind: str, policy_chosen: Tensor, policy_rejected: Tensor, r
     if kind == "soft":
         return soft_dpo_loss(*args, p=1.0 if p is None else p, beta=beta)
     raise ValueError(f"loss.kind: {kind!r} is not a preference loss ({', '.join(PREFERENCE_LOSSES)})")
+
+
+# -- RL: RLOO and PPO pieces -------------------------------------------------------------------
+# Shapes: N sequences; per-token tensors are [N, T] over response tokens only, with a float mask
+# [N, T] (1 = real response token). Grouped tensors are prompt-major: prompt i's k samples sit at
+# rows i*k .. i*k+k-1.
+
+def masked_sum(x: Tensor, mask: Tensor) -> Tensor:
+    """Sum over the last dim counting only masked-in positions: [N, T] -> [N]."""
+    return (x * mask).sum(-1)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Per-sequence mean over masked-in positions: [N, T] -> [N] (0 for an empty sequence)."""
+    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """Normalise x to unit variance (and zero mean) over all masked-in entries; masked-out entries -> 0."""
+    n = mask.sum().clamp(min=1)
+    mean = (x * mask).sum() / n
+    var = (((x - mean) * mask) ** 2).sum() / n
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask
+
+
+def kl_penalised_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask: Tensor,
+                         kl_coef: float) -> tuple[Tensor, Tensor]:
+    """Sequence-level KL folded into the reward (RLOO, Ahmadian et al. 2024; TRL's RLOOTrainer):
+    kl_i = sum_t (logp_t - ref_t) over response tokens (the k1 estimator: unbiased, can be < 0 for
+    one sample), reward_i = score_i - kl_coef * kl_i.
+
+    scores [N], logps/ref_logps/mask [N, T]; returns (rewards [N], kl [N]).
+    """
+    kl = masked_sum(logps - ref_logps, mask)
+    return scores - kl_coef * kl, kl
+
+
+def rloo_advantages(rewards: Tensor, k: int) -> Tensor:
+    """Leave-one-out baseline: A_ij = r_ij - mean_{l != j} r_il over the k samples of prompt i.
+
+    rewards [N*k] prompt-major; returns advantages [N*k]. k must be >= 2.
+    """
+    if k < 2:
+        raise ValueError(f"rl.k: RLOO needs at least 2 samples per prompt, got {k}")
+    if rewards.numel() % k:
+        raise ValueError(f"rloo_advantages: {rewards.numel()} rewards do not split into groups of k={k}")
+    g = rewards.view(-1, k)
+    baseline = (g.sum(1, keepdim=True) - g) / (k - 1)
+    return (g - baseline).reshape(-1)
+
+
+def rloo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor,
+              clip_range: float = 0.2) -> tuple[Tensor, Tensor]:
+    """Sequence-level REINFORCE with the leave-one-out advantage, in the clipped-ratio form TRL's
+    RLOOTrainer uses: -min(rho * A, clip(rho, 1-eps, 1+eps) * A), rho = exp(logp - old_logp) with
+    logp the summed response log-prob. On-policy (one update per batch) rho = 1 and the gradient is
+    -A * grad logp.
+
+    logps/old_logps/advantages [N]; returns (losses [N], clipped [N] float 0/1).
+    """
+    ratio = torch.exp(logps - old_logps)
+    clipped_ratio = torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    losses = -torch.min(ratio * advantages, clipped_ratio * advantages)
+    clipped = (((ratio < 1 - clip_range) & (advantages < 0)) | ((ratio > 1 + clip_range) & (advantages > 0)))
+    return losses, clipped.to(logps.dtype).detach()
+
+
+def ppo_token_rewards(scores: Tensor, logps: Tensor, ref_logps: Tensor, mask: Tensor,
+                      kl_coef: float) -> tuple[Tensor, Tensor]:
+    """Per-token KL in the reward (PPO, Ziegler et al. 2019 / Stiennon et al. 2020):
+    r_t = -kl_coef * (logp_t - ref_t) on every response token, plus the sequence score on the last one.
+
+    scores [N], logps/ref_logps/mask [N, T]; returns (rewards [N, T], kl [N] summed).
+    """
+    per_token_kl = (logps - ref_logps) * mask
+    rewards = -kl_coef * per_token_kl
+    positions = torch.arange(mask.shape[-1], device=mask.device)
+    last = (positions * (mask > 0)).argmax(-1)  # the last real token, wherever the padding sits
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    has_tokens = mask.sum(-1) > 0
+    rewards = rewards.clone()
+    rewards[rows, last] += torch.where(has_tokens, scores, torch.zeros_like(scores))
+    return rewards, per_token_kl.sum(-1)
+
+
+def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float = 1.0,
+                   lam: float = 0.95) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) over right-padded response tokens:
+    delta_t = r_t + gamma * V_{t+1} - V_t (V = 0 after the last token), A_t = sum_l (gamma*lam)^l delta_{t+l}.
+
+    rewards/values/mask [N, T]; returns (advantages [N, T], returns [N, T] = A + V), both 0 where masked.
+    """
+    values = values * mask
+    rewards = rewards * mask
+    T = rewards.shape[-1]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(T)):
+        next_value = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last = delta + gamma * lam * last
+        last = last * mask[:, t]
+        adv[:, t] = last
+    return adv, (adv + values) * mask
+
+
+def ppo_policy_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor,
+                    clip_range: float = 0.2) -> tuple[Tensor, Tensor]:
+    """PPO clipped surrogate (Schulman et al. 2017) per token, averaged over each sequence's tokens:
+    max(-A * rho, -A * clip(rho, 1-eps, 1+eps)), rho = exp(logp_t - old_logp_t).
+
+    All [N, T]; returns (losses [N], clip_frac [N]: share of each sequence's tokens where clipping bit).
+    Averaging per sequence (not per batch token) keeps micro-batching exact.
+    """
+    ratio = torch.exp(logps - old_logps)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    losses = masked_mean(torch.max(unclipped, clipped), mask)
+    frac = masked_mean((clipped > unclipped).to(logps.dtype), mask)
+    return losses, frac.detach()
+
+
+def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
+                   clip_range: float = 0.2) -> tuple[Tensor, Tensor]:
+    """Clipped value loss: 0.5 * max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2), per-sequence mean.
+
+    All [N, T]; returns (losses [N], value clip_frac [N])."""
+    v_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    a = (values - returns) ** 2
+    b = (v_clipped - returns) ** 2
+    losses = 0.5 * masked_mean(torch.max(a, b), mask)
+    return losses, masked_mean((b > a).to(values.dtype), mask).detach()
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy of the next-token distribution at each position: [..., V] -> [...]."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
