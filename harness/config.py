@@ -117,6 +117,14 @@ class RLConfig:
 
 
 @dataclass
+class RewardModelConfig:
+    annotators: list[str] = field(default_factory=list)  # label-store annotator ids (human: RLHF, AI: RLAIF); empty: the task's preference data
+    dataset: str | None = None  # only pairs of this store dataset (e.g. hh-rlhf)
+    labels: str = "hard"  # hard: majority verdict per pair | soft: mean p(A better) as the BT target
+    calibration_bins: int = 10
+
+
+@dataclass
 class RunConfig:
     algo: str = "dpo"  # sft | dpo | oaif | reward_model | rlhf
     name: str | None = None
@@ -129,6 +137,7 @@ class RunConfig:
     judge: JudgeRef = field(default_factory=JudgeRef)
     oaif: OaifConfig = field(default_factory=OaifConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     init_from: str | None = None  # a run id or checkpoint dir to start the policy from
 
     def to_dict(self) -> dict:
@@ -287,6 +296,15 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
         bad("oaif.tie_policy", "must be skip or soft")
     if cfg.rl.method not in ("rloo", "ppo"):
         bad("rl.method", "must be rloo or ppo")
+    if cfg.reward_model.labels not in ("hard", "soft"):
+        bad("reward_model.labels", "must be hard or soft")
+    if cfg.reward_model.calibration_bins < 1:
+        bad("reward_model.calibration_bins", "must be >= 1")
+    if cfg.rl.k < 1 or (cfg.rl.method == "rloo" and cfg.rl.k < 2):
+        bad("rl.k", f"RLOO needs at least 2 samples per prompt, got {cfg.rl.k}" if cfg.rl.method == "rloo"
+            else "must be >= 1")
+    if cfg.rl.ppo_epochs < 1:
+        bad("rl.ppo_epochs", "must be >= 1")
     if cfg.sampling.backend not in ("transformers", "vllm"):
         bad("sampling.backend", "must be transformers or vllm")
     if not 0.0 <= cfg.loss.label_smoothing < 0.5:
