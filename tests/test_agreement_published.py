@@ -128,10 +128,10 @@ def test_agreement_and_leaderboard_commands_store_results(home, capsys):
     assert "llmbar:GPT-4/Vanilla_NoRules" in out and "Natural" in out
     assert main(["--home", str(home), "--format", "json", "agreement", "--dataset", "pandalm", "--n-boot", "20"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["humans"][0]["n_humans"] == 3 and res["humans"][0]["n_items"] == 999
-    assert 0.85 < res["humans"][0]["ceiling"] < 1.0
+    assert res["human_reliability"][0]["n_humans"] == 3 and res["human_reliability"][0]["n_items"] == 999
+    assert 0.85 < res["human_reliability"][0]["ceiling"] < 1.0
     loo = {r["annotator"]: r["loo_agreement"] for r in res["loo"]}
-    assert loo["pandalm:gpt-3.5-turbo"] < res["humans"][0]["ceiling"]
+    assert loo["pandalm:gpt-3.5-turbo"] < res["human_reliability"][0]["ceiling"]
     store = Store(home)
     stored = store.results("agreement")
     assert {r["name"] for r in stored} >= {"agreement:llmbar:auto", "agreement:pandalm:auto"}

@@ -271,3 +271,16 @@ def test_import_labels_command_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["--home", str(tmp_path / "h"), "import-labels", "--format", "generic", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("harness import-labels: error:") and "bad.jsonl: line 1: field 'label'" in err
+
+
+def test_parquet_files_of_the_hub_datasets_are_read(store, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    rows = [json.loads(line) for line in (FIX / "chatbot_arena_conversations.jsonl").read_text().splitlines()]
+    path = tmp_path / "train-00000-of-00001.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    rep = import_labels(store, "arena", path)
+    assert rep["records"] == 4
+    pairs, labels = read_labels("arena", path)
+    assert pairs[2].prompt == "[Turn 1] Give me a synonym for happy.\n\n[Turn 2] And one for fast?"
+    assert [lab.verdict for lab in labels] == ["A", "tie", "B", "tie"]

@@ -47,9 +47,9 @@ def run(args) -> int:
         return 0
     emit(to_records(tables["agreement"][SHOWN]) if not tables["agreement"].empty else [], "table",
          title=f"agreement with reference {args.reference} (unparsed: {args.unparsed}); CIs in --format json")
-    if not tables["humans"].empty:
+    if not tables["human_reliability"].empty:
         print()
-        emit(to_records(tables["humans"].drop(columns=["ceiling_ci_low", "ceiling_ci_high"])), "table",
+        emit(to_records(tables["human_reliability"].drop(columns=["ceiling_ci_low", "ceiling_ci_high"])), "table",
              title="human-human reliability (ceiling = leave-one-out agreement, alpaca_eval)")
         loo = tables["loo"]
         print()

@@ -1,6 +1,6 @@
 """The bundles the CLI prints and stores (`agreement`, `leaderboard` results): DataFrames in, dicts out.
 
-`agreement_report(labels, reference)` -> {'agreement', 'humans', 'loo', 'pairwise_kappa', 'bias'}:
+`agreement_report(labels, reference)` -> {'agreement', 'human_reliability', 'loo', 'pairwise_kappa', 'bias'}:
   DataFrames as defined in agreement.py. reference 'auto' means, per dataset: 'gold' where an
   annotator id ends in ':gold', else 'human-majority'.
 `leaderboard_report(labels)` -> {'ratings', 'win_rate_matrix', 'battle_counts', 'battles'}:
@@ -27,7 +27,7 @@ def resolve_reference(labels: pd.DataFrame, reference: str) -> str:
 def agreement_report(labels: pd.DataFrame, reference: str = "auto", unparsed: str = "wrong", annotators=None,
                      n_boot: int = DEFAULT_N_BOOT, seed: int = 0, min_len_diff: float = DEFAULT_MIN_LEN_DIFF) -> dict:
     """All annotator tables for the labels given, dataset by dataset (module docstring)."""
-    out = {k: [] for k in ("agreement", "humans", "loo", "pairwise_kappa", "bias")}
+    out = {k: [] for k in ("agreement", "human_reliability", "loo", "pairwise_kappa", "bias")}
     for _, lab in labels.groupby(labels["dataset"].fillna("(none)"), sort=True):
         ref = resolve_reference(lab, reference)
         try:
@@ -36,13 +36,18 @@ def agreement_report(labels: pd.DataFrame, reference: str = "auto", unparsed: st
         except ValueError:
             if reference != "auto" and len(labels["dataset"].unique()) == 1:
                 raise  # the named reference is not in the only dataset asked for: say so
-        out["humans"].append(human_reliability(lab, unparsed, n_boot, seed))
+        out["human_reliability"].append(human_reliability(lab, unparsed, n_boot, seed))
         out["loo"].append(human_loo_agreement(lab, unparsed, n_boot, seed))
         out["pairwise_kappa"].append(pairwise_kappa(lab, unparsed))
         out["bias"].append(bias_table(lab, unparsed, min_len_diff, n_boot, seed))
     empty = {"agreement": pd.DataFrame(columns=AGREEMENT_COLUMNS)}
-    return {k: (pd.concat([d for d in v if not d.empty], ignore_index=True) if any(not d.empty for d in v)
-                else empty.get(k, pd.DataFrame())) for k, v in out.items()}
+    tables = {k: (pd.concat([d for d in v if not d.empty], ignore_index=True) if any(not d.empty for d in v)
+                  else empty.get(k, pd.DataFrame())) for k, v in out.items()}
+    if annotators:  # rows of the other annotators go; the humans' reliability stays (it is about the panel)
+        for k in ("loo", "bias"):
+            if not tables[k].empty:
+                tables[k] = tables[k][tables[k]["annotator"].isin(set(annotators))].reset_index(drop=True)
+    return tables
 
 
 def leaderboard_report(labels: pd.DataFrame, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
