@@ -1,0 +1,108 @@
+"""`harness train CONFIG [key=value ...] [--run-id ID]`: train through the shared trainer core.
+
+With `resume=true` it continues the given run (`--run-id`) or the newest unfinished run with the
+same name and algo, from its last complete checkpoint. Under `accelerate launch` every process
+runs this command; the main process creates or finds the run and shares its id.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import load_config
+from ..report import emit
+from ..store import Store, StoreError
+
+
+def add_arguments(p):
+    p.add_argument("config", help="a run config YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. train.steps=10 loss.kind=ipo")
+    p.add_argument("--run-id", default=None, help="id of a new run, or of the run to resume (with resume=true)")
+    p.add_argument("--group", default=None, help="group name stored with the run (e.g. a demo or a study)")
+
+
+def find_resumable(store: Store, cfg, algo: str) -> str | None:
+    """Newest run with this name and algo that did not finish."""
+    runs = [r for r in store.list_runs() if r["algo"] == algo and r["name"] == cfg.name and r["status"] != "done"]
+    return runs[-1]["run_id"] if runs else None
+
+
+def resolve_init(store: Store, init_from: str | None) -> Path | None:
+    """`init_from`: a checkpoint dir, or a run id (its newest complete checkpoint)."""
+    if not init_from:
+        return None
+    path = Path(init_from).expanduser()
+    if path.exists():
+        return path
+    ckpt = store.latest_checkpoint(init_from)
+    if ckpt is None:
+        raise StoreError(f"init_from: {init_from!r} is neither a directory nor a run with a checkpoint")
+    return ckpt
+
+
+def _share(accelerator, value):
+    """The main process's `value` on every process."""
+    if accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    box = [value]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def prepare_run(store: Store, cfg, run_id: str | None, group: str | None, accelerator) -> str:
+    chosen, error = None, None
+    if accelerator.is_main_process:
+        try:
+            if cfg.resume:
+                chosen = run_id or find_resumable(store, cfg, cfg.algo)
+                if chosen is not None:
+                    run = store.get_run(chosen)
+                    if run["algo"] != cfg.algo:
+                        raise StoreError(f"--run-id {chosen}: is a {run['algo']} run, the config says {cfg.algo}")
+                    if run["status"] == "done":
+                        raise StoreError(f"--run-id {chosen}: already done; nothing to resume")
+            if chosen is None and run_id and store.query("SELECT 1 FROM runs WHERE run_id=?", (run_id,)):
+                raise StoreError(f"--run-id {run_id}: exists already (add resume=true to continue it)")
+            if chosen is None:
+                chosen = store.create_run(cfg.to_dict(), cfg.algo, task=cfg.data.task, name=cfg.name, run_id=run_id,
+                                          group=group)
+        except StoreError as e:
+            error = str(e)
+    chosen, error = _share(accelerator, (chosen, error))
+    if error:
+        raise StoreError(error)
+    return chosen
+
+
+def run(args) -> int:
+    import torch
+    from accelerate import Accelerator
+
+    from .. import models, trainer
+    from ..algorithms import get_algorithm, get_builder
+
+    cfg = load_config(args.config, args.overrides)
+    algo = get_algorithm(cfg.algo)
+    builder = get_builder(cfg.algo)
+    store = Store(args.home)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    run_id = prepare_run(store, cfg, args.run_id, args.group, accelerator)
+    if accelerator.num_processes > 1 and cfg.model.device == "auto":
+        cfg.model.device = str(accelerator.device)
+    trainer.seed_everything(cfg.train.seed)  # models built from config (value heads, ...) start the same
+    model, tokenizer = models.load_model(cfg.model, store.home, init_from=resolve_init(store, cfg.init_from),
+                                         causal_lm=algo.causal_lm)
+    ref = models.make_reference(model, cfg.model) if algo.needs_reference else None
+    source, objective = builder(cfg, store, run_id, model, tokenizer, ref, store.home)
+    try:
+        final = trainer.train(cfg, store, run_id, model, tokenizer, source, objective, ref=ref, accelerator=accelerator)
+    except BaseException as e:
+        if accelerator.is_main_process and not isinstance(e, KeyboardInterrupt):
+            store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
+        raise
+    if accelerator.is_main_process:
+        out = {"run_id": run_id, "algo": cfg.algo, "steps": cfg.train.steps, **final}
+        emit(out, args.format, title=f"harness train: {run_id}")
+    accelerator.wait_for_everyone()
+    return 0
