@@ -7,8 +7,8 @@ from __future__ import annotations
 from ..report import emit
 from ..store import Store
 
-SHOWN = ["dataset", "subset", "annotator", "reference", "n", "agreement", "agreement_no_ties", "kappa", "acc_ab", "acc_ba",
-         "acc_avg", "acc_both", "position_consistency", "p_first", "p_longer", "ref_p_longer"]
+SHOWN = ["dataset", "subset", "annotator", "reference", "n", "agreement", "agreement_no_ties", "kappa", "acc_ab",
+         "acc_ba", "acc_avg", "acc_both", "position_consistency", "p_first", "p_longer", "ref_p_longer"]
 
 
 def add_arguments(p):

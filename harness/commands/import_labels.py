@@ -23,7 +23,8 @@ def add_arguments(p):
     p.add_argument("--subset", default=None, help="hh-rlhf: subset name (default: the file name)")
     p.add_argument("--strategy", action="append", default=None,
                    help="llmbar: only these prompting strategies (repeatable; default all)")
-    p.add_argument("--output", choices=("table", "json"), default=None, help="output format (default: the global --format)")
+    p.add_argument("--output", choices=("table", "json"), default=None,
+                   help="output format (default: the global --format)")
 
 
 def run(args) -> int:
@@ -39,7 +40,8 @@ def run(args) -> int:
     if fmt == "json":
         emit(report, "json")
         return 0
-    summary = {k: report[k] for k in ("format", "path", "records", "items", "pairs", "labels", "new_pairs", "new_labels")}
+    keys = ("format", "path", "records", "items", "pairs", "labels", "new_pairs", "new_labels")
+    summary = {k: report[k] for k in keys}
     emit(summary, "table", title=f"import-labels {args.input_format}")
     emit(report["annotators"], "table", columns=["annotator", "kind", "items", "labels", "new_labels"])
     return 0

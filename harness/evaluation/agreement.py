@@ -402,7 +402,8 @@ def human_reliability(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int 
         rows.append({"dataset": ds, "subset": sub, "n_humans": int(hum["annotator"].nunique()),
                      "n_items": int(len(by_item)), "ceiling": float(num.sum() / den.sum()), "ceiling_ci_low": lo,
                      "ceiling_ci_high": hi, "n_fleiss": int(len(fl_items)), "raters_fleiss": m,
-                     "fleiss_kappa": fleiss_kappa(fl_counts), "krippendorff_alpha": krippendorff_alpha_nominal(list(by_item)),
+                     "fleiss_kappa": fleiss_kappa(fl_counts),
+                     "krippendorff_alpha": krippendorff_alpha_nominal(list(by_item)),
                      "pairwise_kappa_mean": float(pk_g["kappa"].mean()) if len(pk_g) else np.nan})
     return pd.DataFrame(rows, columns=cols)
 
@@ -433,7 +434,8 @@ def bias_table(frame: pd.DataFrame, unparsed: str = "wrong", min_len_diff: float
         rows.append({
             "dataset": ds, "subset": sub, "annotator": ann, "kind": d["kind"].iloc[0], "n_items": len(d),
             "n_first": int(first.size), "p_first": float(first.mean()) if first.size else np.nan,
-            **dict(zip(("p_first_ci_low", "p_first_ci_high"), bootstrap_mean_ci(first.astype(float), n_boot, seed, ci))),
+            **dict(zip(("p_first_ci_low", "p_first_ci_high"),
+                       bootstrap_mean_ci(first.astype(float), n_boot, seed, ci))),
             "n_both": int(both.sum()),
             "position_consistency": float((ab[both] == ba[both]).mean()) if both.any() else np.nan,
             "n_longer": int(longer.size), "p_longer": float(longer.mean()) if longer.size else np.nan,

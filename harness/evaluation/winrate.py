@@ -54,10 +54,9 @@ def win_rate(scores: Sequence[float], n_boot: int = DEFAULT_N_BOOT, seed: int = 
     n = len(s)
     out = {"n": n, "wins": int((s > 0.5).sum()), "ties": int((s == 0.5).sum()), "losses": int((s < 0.5).sum()),
            "n_unparsed": n_unparsed, "win_rate": float(s.mean()) if n else float("nan")}
-    if n:
-        lo, hi = percentile_ci(s[resample_indices(n, n_boot, seed)].mean(axis=1), ci) if n_boot > 0 else (np.nan, np.nan)
-    else:
-        lo = hi = float("nan")
+    lo = hi = float("nan")
+    if n and n_boot > 0:
+        lo, hi = percentile_ci(s[resample_indices(n, n_boot, seed)].mean(axis=1), ci)
     out.update(ci_low=lo, ci_high=hi)
     return out
 

@@ -84,7 +84,8 @@ def import_labels(store, fmt: str, path: str | Path, limit: int | None = None, p
     rows = [{"annotator": a, "kind": kinds[a], "items": len(per_records[a]), "labels": per_labels[a],
              "new_labels": after.get(a, 0) - before.get(a, 0)} for a in sorted(per_labels)]
     return {"format": fmt, "path": str(path), "records": len({record_of(lab) for lab in labels}),
-            "items": len({lab.meta["item"] for lab in labels}), "pairs": len(pairs), "labels": len(labels), "new_pairs": len(pairs) - known,
+            "items": len({lab.meta["item"] for lab in labels}), "pairs": len(pairs), "labels": len(labels),
+            "new_pairs": len(pairs) - known,
             "new_labels": sum(r["new_labels"] for r in rows), "annotators": rows}
 
 
@@ -96,7 +97,8 @@ def _existing_pairs(db, ids: list[str]) -> int:
     n = 0
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
-        n += db.execute(f"SELECT COUNT(*) FROM pairs WHERE pair_id IN ({','.join('?' * len(chunk))})", chunk).fetchone()[0]
+        sql = f"SELECT COUNT(*) FROM pairs WHERE pair_id IN ({','.join('?' * len(chunk))})"
+        n += db.execute(sql, chunk).fetchone()[0]
     return n
 
 

@@ -69,7 +69,7 @@ def read(path: str | Path, **_) -> Iterator:
         for i, ann in enumerate(humans, 1):
             v = f.get(f"annotator{i}", int, choices=(0, 1, 2))
             yield pair, make_label(pair, ann, HUMAN[v], item, raw_output=str(v))
-        for table, ann, name, fname in ((gpt, gpt_ann, "gpt_result", GPT), (panda, panda_ann, "pandalm_result", PANDALM)):
+        for table, ann, fname in ((gpt, gpt_ann, GPT), (panda, panda_ann, PANDALM)):
             if table is None:
                 continue
             if idx not in table:
@@ -80,4 +80,5 @@ def read(path: str | Path, **_) -> Iterator:
     for table, fname in ((gpt, GPT), (panda, PANDALM)):
         extra = sorted(set(table or ()) - seen)
         if extra:
-            raise LabelImportError(folder / fname, table[extra[0]][0], "idx", f"idx {extra[0]} is not in {testset.name}")
+            raise LabelImportError(folder / fname, table[extra[0]][0], "idx",
+                                   f"idx {extra[0]} is not in {testset.name}")
