@@ -25,7 +25,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     # Filled in by their owners (issues for OAIF, reward models, RLHF); a missing module is a clear error.
     "oaif": Algorithm("harness.algorithms.oaif:build"),
     "reward_model": Algorithm("harness.algorithms.reward_model:build", causal_lm=False, needs_reference=False),
-    "rlhf": Algorithm("harness.algorithms.rlhf:build"),
+    "rlhf": Algorithm("harness.algorithms.rl:build"),
 }
 
 
