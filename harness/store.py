@@ -314,6 +314,22 @@ class Store:
         return self.query("SELECT a.*, (SELECT COUNT(*) FROM labels l WHERE l.annotator_id=a.annotator_id"
                           " AND l.annotator_version=a.version) AS n_labels FROM annotators a ORDER BY annotator_id")
 
+    def count_pairs(self, where: str = "1=1", params: Sequence = ()) -> int:
+        """How many pairs match `where` (the same clause `pairs_df` takes): for paginated views."""
+        with self.connect() as db:
+            return db.execute(f"SELECT COUNT(*) FROM pairs WHERE {where}", list(params)).fetchone()[0]
+
+    def data_version(self) -> tuple:
+        """Changes whenever the database is written (db and WAL file stats): a cache key for readers."""
+        out = []
+        for p in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal")):
+            try:
+                st = p.stat()
+                out += [st.st_mtime_ns, st.st_size]
+            except FileNotFoundError:
+                out += [0, 0]
+        return tuple(out)
+
     def counts(self) -> dict:
         with self.connect() as db:
             return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]

@@ -1,0 +1,26 @@
+"""The harness dashboards: `harness dashboard --home RUNS` (or `streamlit run dashboards/app.py -- --home RUNS`).
+
+One file per page in dashboards/views/ (not pages/: Streamlit takes a pages/ folder beside the
+entry script for its older multipage mode, and a deep link to a fresh server would then skip
+st.navigation). Every page reads the store through `harness.store.Store`.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards.common import home_path
+
+st.set_page_config(page_title="Feedback harness", layout="wide")
+
+PAGES = [
+    st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+    st.Page("views/training.py", title="Training", icon=":material/show_chart:"),
+    st.Page("views/controllability.py", title="Controllability", icon=":material/tune:"),
+    st.Page("views/annotators.py", title="Annotators", icon=":material/groups:"),
+    st.Page("views/pair_browser.py", title="Pair browser", icon=":material/compare:"),
+    st.Page("views/label.py", title="Label", icon=":material/how_to_vote:"),
+]
+
+page = st.navigation(PAGES)
+st.sidebar.caption(f"store: `{home_path()}`")
+page.run()

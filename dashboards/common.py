@@ -1,0 +1,183 @@
+"""What every page shares: the store (through `harness.store.Store` only) and cached reads.
+
+The harness home comes from `--home PATH` after `--` on the streamlit command line, else from
+`HARNESS_HOME`, else `./runs`. Cached reads are keyed on `Store.data_version()` (db + WAL file
+stats) so a new label or metric shows on the next rerun, and expire after a short ttl anyway.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from harness.store import DEFAULT_HOME, Store
+
+TTL_S = 30
+PAGE_SIZE = 20
+
+
+def home_path() -> Path:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--home", default=None)
+    args, _ = parser.parse_known_args(sys.argv[1:])
+    return Path(args.home or os.environ.get("HARNESS_HOME") or DEFAULT_HOME).resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(home: str) -> Store:
+    return Store(home)
+
+
+def store() -> Store:
+    return _store(str(home_path()))
+
+
+def version() -> tuple:
+    """Cache key part that changes whenever the store is written."""
+    return store().data_version()
+
+
+# -- cached reads: each takes (home, version, ...) so the cache is per store and per db state ------
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _results(home: str, ver: tuple, kind: str) -> list[dict]:
+    return _store(home).results(kind)
+
+
+def results(kind: str) -> list[dict]:
+    return _results(str(home_path()), version(), kind)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _runs(home: str, ver: tuple) -> list[dict]:
+    return _store(home).list_runs()
+
+
+def runs() -> list[dict]:
+    return _runs(str(home_path()), version())
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _metrics(home: str, ver: tuple, run_ids: tuple, split: str) -> pd.DataFrame:
+    return _store(home).metrics(list(run_ids), split=split)
+
+
+def metrics(run_ids, split: str = "train") -> pd.DataFrame:
+    return _metrics(str(home_path()), version(), tuple(run_ids), split)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _annotators(home: str, ver: tuple) -> list[dict]:
+    return _store(home).annotators()
+
+
+def annotators() -> list[dict]:
+    return _annotators(str(home_path()), version())
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _query(home: str, ver: tuple, sql: str, params: tuple) -> list[dict]:
+    return _store(home).query(sql, params)
+
+
+def query(sql: str, params=()) -> list[dict]:
+    """A cached read-only query through the store (used by dashboards/queries.py)."""
+    return _query(str(home_path()), version(), sql, tuple(params))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _pairs_page(home: str, ver: tuple, where: str, params: tuple, limit: int, offset: int):
+    s = _store(home)
+    return s.pairs_df(where, params, limit=limit, offset=offset), s.count_pairs(where, params)
+
+
+def pairs_page(where: str, params, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
+    return _pairs_page(str(home_path()), version(), where, tuple(params), int(limit), int(offset))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _labels_for(home: str, ver: tuple, pair_ids: tuple) -> pd.DataFrame:
+    if not pair_ids:
+        return pd.DataFrame()
+    return _store(home).labels_df(f"l.pair_id IN ({','.join('?' * len(pair_ids))})", pair_ids)
+
+
+def labels_for(pair_ids) -> pd.DataFrame:
+    return _labels_for(str(home_path()), version(), tuple(pair_ids))
+
+
+# -- small UI helpers ---------------------------------------------------------------------------
+def header(title: str, caption: str | None = None) -> None:
+    st.title(title)
+    st.caption(caption or f"store: {home_path()}")
+
+
+def empty(what: str, how: str) -> None:
+    """An empty store is not an error: say what is missing and which command produces it."""
+    st.info(f"No {what} in this store yet. Produce some with `{how}`.")
+
+
+def pick(label: str, options: list, key: str, all_label: str = "(all)"):
+    """A selectbox with an 'all' choice; returns None for all."""
+    opts = [all_label] + [o for o in options if o is not None]
+    choice = st.selectbox(label, opts, key=key)
+    return None if choice == all_label else choice
+
+
+def fmt_ci(lo, hi) -> str:
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return ""
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+# -- statistics computed live, with the same functions `harness agreement` uses -------------------
+@st.cache_data(ttl=300, show_spinner="Reading labels ...")
+def _label_frame(home: str, ver: tuple, dataset: str) -> pd.DataFrame:
+    from harness.evaluation.frames import label_frame
+
+    return label_frame(_store(home), dataset=dataset)
+
+
+@st.cache_data(ttl=300, show_spinner="Computing pairwise agreement ...")
+def _pairwise(home: str, ver: tuple, dataset: str) -> pd.DataFrame:
+    from harness.evaluation.agreement import pairwise_kappa
+    from harness.records import ANNOTATOR_KINDS
+
+    return pairwise_kappa(_label_frame(home, ver, dataset), kinds=ANNOTATOR_KINDS)
+
+
+def pairwise(dataset: str) -> pd.DataFrame:
+    """Agreement and Cohen's kappa of every two annotators on the items both labelled."""
+    return _pairwise(str(home_path()), version(), dataset)
+
+
+@st.cache_data(ttl=300, show_spinner="Computing agreement ...")
+def _live_agreement(home: str, ver: tuple, dataset: str, reference: str, n_boot: int):
+    from harness.evaluation import agreement as ag
+
+    frame = _label_frame(home, ver, dataset)
+    return (ag.agreement_table(frame, reference, n_boot=n_boot), ag.human_reliability(frame, n_boot=n_boot),
+            ag.bias_table(frame, n_boot=n_boot))
+
+
+def live_agreement(dataset: str, reference: str = "human-majority", n_boot: int = 200):
+    """(agreement table, human reliability, bias table) as `harness agreement` computes them."""
+    return _live_agreement(str(home_path()), version(), dataset, reference, n_boot)
+
+
+def chart(c, stretch: bool = True) -> None:
+    """st.altair_chart that keeps a layered chart's size: Streamlit drops the width and height of
+    layered specs (rows collapse onto one line, heatmaps shrink to a sliver), so the height is
+    passed explicitly and a fixed-width chart is stretched over a column of about its width."""
+    spec = c.to_dict() if hasattr(c, "to_dict") else {}
+    h, w = spec.get("height"), spec.get("width")
+    kwargs = {"height": int(h) + 110} if isinstance(h, (int, float)) else {}
+    if stretch or not isinstance(w, (int, float)):
+        st.altair_chart(c, width="stretch", **kwargs)
+        return
+    left, _ = st.columns([int(w) + 200, max(1, 1200 - int(w))])
+    with left:
+        st.altair_chart(c, width="stretch", **kwargs)

@@ -1,0 +1,248 @@
+"""Stored results (`Store.results(kind)`) -> the DataFrames `harness.plots` draws.
+
+Nothing is computed here: numbers are copied from what `harness eval`, `harness leaderboard`,
+`harness agreement` and `harness study` stored. The readers accept the field names those
+commands write and a few obvious synonyms, so an older result still shows.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import pandas as pd
+
+# canonical column -> names accepted in a stored result
+_SYNONYMS = {
+    "win_rate": ("win_rate", "winrate", "wr"),
+    "lc_win_rate": ("lc_win_rate", "length_controlled_win_rate", "lc_winrate"),
+    "ci_low": ("ci_low", "ci_lo", "lower", "low", "ci95_low"),
+    "ci_high": ("ci_high", "ci_hi", "upper", "high", "ci95_high"),
+    "rating": ("rating", "elo", "score", "bt", "bt_rating"),
+    "model": ("model", "policy", "name"),
+    "annotator": ("annotator", "annotator_id", "judge", "evaluator"),
+    "reference": ("reference", "ref"),
+    "agreement": ("agreement", "agreement_with_ties", "agree"),
+    "agreement_no_ties": ("agreement_no_ties", "agreement_without_ties"),
+    "kappa": ("kappa", "cohen_kappa", "cohens_kappa"),
+    "p_first": ("p_first", "p_prefers_first", "prefers_first"),
+    "p_longer": ("p_longer", "p_prefers_longer", "prefers_longer"),
+    "position_consistency": ("position_consistency", "positional_agreement", "consistency"),
+    "n": ("n", "n_pairs", "count"),
+}
+_CI_KEYS = ("ci", "ci95", "ci_95", "bootstrap_ci")
+ALL = "(all)"  # the subset that pools a dataset's subsets (harness.evaluation.agreement)
+
+
+def _get(d: dict, canon: str, default=None):
+    for k in _SYNONYMS.get(canon, (canon,)):
+        if k in d and d[k] is not None:
+            return d[k]
+    return default
+
+
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def _ci(d: dict, prefix: str = "") -> tuple[float | None, float | None]:
+    """CI of a value: `<prefix>ci: [lo, hi]`, or `<prefix>ci_low`/`ci_high`."""
+    for k in _CI_KEYS:
+        v = d.get(prefix + k)
+        if isinstance(v, (list, tuple)) and len(v) == 2:
+            return _num(v[0]), _num(v[1])
+        if isinstance(v, dict):
+            return _num(_get(v, "ci_low")), _num(_get(v, "ci_high"))
+    if prefix:
+        return _num(d.get(prefix + "ci_low")), _num(d.get(prefix + "ci_high"))
+    return _num(_get(d, "ci_low")), _num(_get(d, "ci_high"))
+
+
+def _rows(result: Any, keys: Iterable[str]) -> list[dict]:
+    """The list of row dicts inside a result (under one of `keys`), or the result itself as a row."""
+    if isinstance(result, list):
+        return [r for r in result if isinstance(r, dict)]
+    for k in keys:
+        v = result.get(k)
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            return v
+        if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+            return [{"model": name, "annotator": name, **x} for name, x in v.items()]
+    return [result]
+
+
+def winrates(stored: list[dict]) -> pd.DataFrame:
+    """One row per stored `winrate` result: policy, baseline, judge, task, win_rate, CI, n, ties, LC."""
+    out = []
+    for r in stored:
+        res = r["result"]
+        lo, hi = _ci(res)
+        lc_lo, lc_hi = _ci(res, "lc_")
+        out.append({
+            "result_id": r.get("result_id"),
+            "policy": res.get("policy") or r.get("name") or r.get("run_id") or f"result {r.get('result_id')}",
+            "baseline": r.get("baseline") or res.get("baseline"),
+            "judge": r.get("judge") or res.get("judge"),
+            "task": r.get("task") or res.get("task"),
+            "win_rate": _num(_get(res, "win_rate")), "ci_low": lo, "ci_high": hi,
+            "n": _num(_get(res, "n")), "ties": _num(res.get("ties")),
+            "lc_win_rate": _num(_get(res, "lc_win_rate")), "lc_ci_low": lc_lo, "lc_ci_high": lc_hi,
+            "created_at": r.get("created_at"),
+        })
+    return pd.DataFrame(out)
+
+
+def leaderboard_meta(stored: dict) -> dict:
+    """task (or dataset), judge(s) and baseline of a stored `leaderboard` result, for the filters."""
+    res = stored["result"]
+    judges = res.get("judges")
+    return {"task": stored.get("task") or res.get("task") or res.get("dataset"),
+            "judge": stored.get("judge") or (",".join(judges) if isinstance(judges, list) else judges),
+            "baseline": stored.get("baseline")}
+
+
+def leaderboard(stored: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One stored `leaderboard` result -> (ratings: model, rating, ci_low, ci_high, n;
+    matrix: model_a, model_b, win_rate, n)."""
+    res = stored["result"]
+    ratings = []
+    for row in _rows(res, ("ratings", "leaderboard", "models", "rows", "table")):
+        lo, hi = _ci(row)
+        rating = _num(_get(row, "rating"))
+        if rating is None:
+            continue
+        ratings.append({"model": str(_get(row, "model")), "rating": rating, "ci_low": lo, "ci_high": hi,
+                        "n": _num(_get(row, "n")), "win_rate": _num(_get(row, "win_rate"))})
+    ratings_df = pd.DataFrame(ratings)
+    if not ratings_df.empty:
+        ratings_df = ratings_df.sort_values("rating", ascending=False).reset_index(drop=True)
+        ratings_df.insert(0, "rank", range(1, len(ratings_df) + 1))
+    matrix = []
+    m = next((res[k] for k in ("matrix", "win_rate_matrix", "winrate_matrix") if k in res), None)
+    if isinstance(m, dict):  # {model_a: {model_b: win_rate}}
+        for a, row in m.items():
+            for b, v in (row or {}).items():
+                if _num(v) is not None:
+                    matrix.append({"model_a": a, "model_b": b, "win_rate": _num(v)})
+    elif isinstance(m, list):  # [{model_a, model_b, win_rate, n}]
+        for row in m:
+            if _num(_get(row, "win_rate")) is not None:
+                matrix.append({"model_a": row.get("model_a"), "model_b": row.get("model_b"),
+                               "win_rate": _num(_get(row, "win_rate")), "n": _num(_get(row, "n"))})
+    return ratings_df, pd.DataFrame(matrix)
+
+
+def _flat_rows(rows: list[dict]) -> list[dict]:
+    """Rows with nested CIs ({"kappa": {"value": .4, "ci": [lo, hi]}}) flattened to kappa_ci_low/..."""
+    out = []
+    for row in rows:
+        flat = {k: v for k, v in row.items() if not isinstance(v, (dict, list))}
+        for k, v in row.items():
+            if isinstance(v, dict) and "value" in v:
+                flat[k] = v["value"]
+                flat[f"{k}_ci_low"], flat[f"{k}_ci_high"] = _ci(v)
+            elif isinstance(v, (list, tuple)) and len(v) == 2 and k.endswith("_ci"):
+                flat[f"{k[:-3]}_ci_low"], flat[f"{k[:-3]}_ci_high"] = _num(v[0]), _num(v[1])
+        out.append(flat)
+    return out
+
+
+def agreement(stored: list[dict]) -> pd.DataFrame:
+    """Every stored `agreement` result flattened: one row per (result, annotator, dataset, subset),
+    columns as `harness.evaluation.agreement.AGREEMENT_COLUMNS` (annotator, reference, n, agreement,
+    kappa, acc_*, position_consistency, p_first, p_longer, ...)."""
+    out = []
+    for r in stored:
+        res = r["result"]
+        reference = r.get("baseline") or _get(res, "reference") or r.get("name") or "reference"
+        for row in _flat_rows(_rows(res, ("rows", "agreement", "annotators", "per_annotator", "table"))):
+            canon = {c: _get(row, c) for c in ("annotator", "agreement", "agreement_no_ties", "kappa",
+                                                "p_first", "p_longer", "position_consistency", "n")}
+            if canon["annotator"] is None:
+                continue
+            out.append({**row, **{k: v for k, v in canon.items() if v is not None},
+                        "reference": str(row.get("reference") or reference),
+                        "subset": str(row.get("subset") or ALL), "result_id": r.get("result_id"),
+                        "dataset": str(row.get("dataset") or res.get("dataset") or r.get("task") or "(none)")})
+    df = pd.DataFrame(out)
+    if not df.empty:
+        df["annotator"] = df["annotator"].astype(str)
+    return df
+
+
+def ceilings(stored: list[dict]) -> pd.DataFrame:
+    """Human–human reliability stored with agreement results (`human` rows of
+    `agreement.human_reliability`: ceiling, its CI, Fleiss' kappa, Krippendorff's alpha)."""
+    out = []
+    for r in stored:
+        res = r["result"]
+        c = next((res[k] for k in ("human", "human_reliability", "human_ceiling", "ceiling") if k in res), None)
+        if c is None:
+            continue
+        items = c if isinstance(c, list) else [c] if isinstance(c, dict) else [{"ceiling": c}]
+        for item in _flat_rows(items):
+            val = _num(item.get("ceiling", item.get("agreement", item.get("value"))))
+            if val is None:
+                continue
+            lo = _num(item.get("ceiling_ci_low", item.get("ci_low")))
+            hi = _num(item.get("ceiling_ci_high", item.get("ci_high")))
+            out.append({**item, "dataset": str(item.get("dataset") or res.get("dataset") or r.get("task") or "(none)"),
+                        "subset": str(item.get("subset") or ALL), "ceiling": val, "ceiling_ci_low": lo,
+                        "ceiling_ci_high": hi})
+    return pd.DataFrame(out)
+
+
+def bias(stored: list[dict]) -> pd.DataFrame:
+    """Position/length bias rows (`agreement.bias_table`) stored with agreement results under `bias`;
+    without them, the p_first / p_longer columns of the agreement rows."""
+    out = []
+    for r in stored:
+        res = r["result"]
+        rows = res.get("bias") if isinstance(res, dict) else None
+        for row in _flat_rows(rows or []):
+            out.append({**row, "dataset": str(row.get("dataset") or res.get("dataset") or "(none)"),
+                        "subset": str(row.get("subset") or ALL)})
+    if out:
+        return pd.DataFrame(out).drop_duplicates(subset=["dataset", "subset", "annotator"], keep="last")
+    return agreement(stored)
+
+
+def bias_long(df: pd.DataFrame) -> pd.DataFrame:
+    """Bias rows -> the long table `plots.bias_chart` takes (position and length bias)."""
+    rows = []
+    for _, r in df.iterrows():
+        for col, label in (("p_first", "P(prefers first shown)"), ("p_longer", "P(prefers longer)")):
+            if col in df.columns and _num(r.get(col)) is not None:
+                rows.append({"annotator": r["annotator"], "subset": r["subset"], "metric": label,
+                             "value": float(r[col]), "ci_low": _num(r.get(f"{col}_ci_low")),
+                             "ci_high": _num(r.get(f"{col}_ci_high")), "n": _num(r.get("n"))})
+    return pd.DataFrame(rows)
+
+
+def controllability(stored: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stored `controllability` results -> (per step: instruction, step, mean_length, pref_shorter;
+    final: instruction, mean_length, win_rate, ci_low, ci_high)."""
+    steps, final = [], []
+    for r in stored:
+        res = r["result"]
+        arms = _rows(res, ("instructions", "arms", "runs", "rows"))
+        for arm in arms:
+            instr = str(arm.get("instruction") or arm.get("name") or r.get("name") or "default")
+            for s in arm.get("per_step") or arm.get("steps") or []:
+                steps.append({"instruction": instr, "step": s.get("step"),
+                              "mean_length": _num(s.get("mean_length", s.get("response_len"))),
+                              "pref_shorter": _num(s.get("pref_shorter", s.get("annotator_pref_shorter")))})
+            wr = arm.get("final_win_rate", arm.get("win_rate"))
+            if isinstance(wr, dict):
+                lo, hi = _ci(wr)
+                wr = _get(wr, "win_rate")
+            else:
+                lo, hi = _ci(arm, "final_") if any(k.startswith("final_ci") for k in arm) else _ci(arm)
+            if _num(wr) is not None:
+                final.append({"instruction": instr, "win_rate": _num(wr), "ci_low": lo, "ci_high": hi,
+                              "mean_length": _num(arm.get("final_mean_length", arm.get("mean_length"))),
+                              "run_id": arm.get("run_id")})
+    return pd.DataFrame(steps), pd.DataFrame(final)

@@ -1,0 +1,61 @@
+"""Controllability: response length and the annotator's preference over training steps, one line
+per annotator instruction, and the final win rate against mean length (`harness study controllability`).
+Without a stored study result, the same curves are drawn from the metrics of runs whose judge config
+carries an instruction."""
+import pandas as pd
+import streamlit as st
+
+from dashboards import common
+from dashboards import results as R
+from harness import plots
+
+common.header("Controllability")
+stored = common.results("controllability")
+if stored:
+    names = {f"#{r['result_id']} {r.get('name') or ''} · task {r.get('task') or '?'}": r for r in reversed(stored)}
+    chosen = names[st.selectbox("Study result (newest first)", list(names), key="ct_result")]
+    steps, final = R.controllability([chosen])
+else:
+    # No stored study: one line per run, named by the instruction in its config.
+    def instruction_of(cfg, prefix=""):
+        for k, v in (cfg or {}).items():
+            if isinstance(v, dict):
+                found = instruction_of(v, prefix + k + ".")
+                if found is not None:
+                    return found
+            elif k.endswith("instruction"):
+                return v if v else "(default rubric)"
+        return None
+
+    runs = [r for r in common.runs() if instruction_of(r["config"]) is not None]
+    if not runs:
+        common.empty("controllability study", "harness study controllability CONFIG --instructions ...")
+        st.stop()
+    st.caption("No stored study result: curves from the metrics of runs with a judge instruction.")
+    ids = [r["run_id"] for r in runs]
+    chosen_ids = st.multiselect("Runs", ids, default=ids[-4:], key="ct_runs")
+    m = common.metrics(chosen_ids)
+    label = {r["run_id"]: f"{instruction_of(r['config'])} ({r['run_id']})" for r in runs}
+    steps = pd.DataFrame()
+    if not m.empty:
+        steps = pd.DataFrame({"instruction": m["run_id"].map(label), "step": m["step"],
+                              "mean_length": m.get("response_len"),
+                              "pref_shorter": m.get("pref_shorter", m.get("annotator_pref_shorter"))})
+    final = pd.DataFrame()
+
+st.header("Over training steps")
+if steps.empty:
+    st.info("This study has no per-step values.")
+else:
+    common.chart(plots.controllability_chart(steps))
+    summary = steps.sort_values("step").groupby("instruction").agg(
+        steps=("step", "nunique"), first_length=("mean_length", "first"), last_length=("mean_length", "last"),
+        last_pref_shorter=("pref_shorter", "last")).reset_index()
+    st.dataframe(summary, hide_index=True)
+
+st.header("Final win rate vs mean length")
+if final.empty:
+    st.info("No final win rates stored for this study.")
+else:
+    st.dataframe(final.dropna(axis=1, how="all"), hide_index=True)
+    common.chart(plots.winrate_vs_length_chart(final), stretch=False)

@@ -1,0 +1,113 @@
+"""Label: a person enters a name and is shown pairs (from a dataset, a run, or pairs where AI
+annotators disagree) in random order, each with a random side; every choice (A / B / tie) is
+written to the store at once as a human label, with the order it was shown in. Skip writes nothing."""
+import random
+import secrets
+
+import streamlit as st
+
+from dashboards import common
+from dashboards import queries as Q
+
+BATCH = 50
+ss = st.session_state
+common.header("Label", "Choose the better response. Each click is saved immediately.")
+
+name = st.text_input("Your name", key="lab_name", help=f"at most {Q.MAX_NAME} characters").strip()
+problem = Q.check_name(name)
+if problem:
+    (st.info if not name else st.error)(problem)
+    st.stop()
+annotator = Q.human_annotator(name)
+store = common.store()
+
+datasets = common.query(Q.DATASETS_SQL)
+runs = sorted({r["run_id"] for r in common.query(Q.RUNS_SQL)} | {r["run_id"] for r in common.query(Q.SAMPLE_RUNS_SQL)})
+options = {"Pairs where AI annotators disagree": "disagree"}
+for d in sorted({d["dataset"] for d in datasets}):
+    options[f"Dataset {d}"] = f"dataset:{d}"
+    for s in sorted({x["subset"] for x in datasets if x["dataset"] == d and x["subset"]}):
+        options[f"Dataset {d} / {s}"] = f"dataset:{d}/{s}"
+for r in runs:
+    options[f"Run {r}"] = f"run:{r}"
+source = options[st.selectbox("Pairs from", list(options), key="lab_source")]
+
+if "lab_rng" not in ss:
+    ss.lab_rng = random.Random(secrets.randbits(64))
+    ss.lab_session = secrets.token_hex(4)
+    ss.lab_skipped = set()
+    ss.lab_log = []
+
+
+def fill_queue() -> list:
+    """Up to BATCH pairs of the source this person has not labelled (or skipped), shuffled."""
+    where, params = Q.source_where(source, annotator.id)
+    ids = [r["pair_id"] for r in store.query(Q.RANDOM_IDS_SQL.format(where=where), params + [BATCH * 2])]
+    pairs = [p for p in store.get_pairs(ids) if p.pair_id not in ss.lab_skipped]
+    if not pairs and source.startswith("run:"):  # a run that stored samples but no pairs
+        run_id = source[4:]
+        done = {r["pair_id"] for r in store.query(Q.HUMAN_DONE_SQL, (annotator.id,))}
+        pairs = [p for p in Q.pairs_from_samples(store.samples_df(run_id), run_id)
+                 if p.pair_id not in done and p.pair_id not in ss.lab_skipped]
+    return Q.shuffle_queue(pairs[:BATCH], ss.lab_rng)
+
+
+queue_key = (annotator.id, source)
+if ss.get("lab_queue_key") != queue_key or not ss.get("lab_queue"):
+    ss.lab_queue_key = queue_key
+    ss.lab_queue = fill_queue()
+
+
+def choose(choice: str) -> None:
+    """Button callback: write the label at once (or skip), then move to the next pair."""
+    shown = ss.lab_queue[0]
+    if choice == "skip":
+        ss.lab_skipped.add(shown.pair.pair_id)
+        ss.lab_flash = ("info", "Skipped.")
+    else:
+        comment = ss.get("lab_comment", "")
+        bad = Q.check_comment(comment)
+        if bad:
+            ss.lab_flash = ("error", bad + " Nothing was saved.")
+            return
+        label = Q.make_label(shown, name, choice, comment, ss.lab_session)
+        new = store.add_labels([label], pairs=[shown.pair])
+        ss.lab_log.append({"pair_id": shown.pair.pair_id, "shown_order": shown.shown_order, "clicked": choice,
+                           "verdict": label.verdict, "saved": bool(new)})
+        said = {"A": "A (left) is better", "B": "B (right) is better", "tie": "tie"}[choice]
+        ss.lab_flash = (("success", f"Saved: {said} — pair {shown.pair.pair_id}.") if new else
+                        ("warning", "You had already labelled this pair in this order; kept the first label."))
+        ss.lab_comment = ""
+    ss.lab_queue.pop(0)
+
+
+if "lab_flash" in ss:
+    kind, msg = ss.pop("lab_flash")
+    getattr(st, kind)(msg)
+
+done = store.query(Q.HUMAN_COUNT_SQL, (annotator.id,))[0]["n"]
+st.caption(f"Labelling as `{annotator.id}` · {done} label(s) by you in this store · session {ss.lab_session}")
+if not ss.lab_queue:
+    st.success("Nothing left to label from this source. Pick another source.")
+    st.stop()
+
+shown = ss.lab_queue[0]
+with st.container(border=True):
+    st.markdown("**Prompt**")
+    st.text(shown.pair.prompt)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Response A**")
+        st.text(shown.left)
+    with right:
+        st.markdown("**Response B**")
+        st.text(shown.right)
+st.text_input("Comment (optional)", key="lab_comment", help=f"at most {Q.MAX_COMMENT} characters")
+b1, b2, b3, b4 = st.columns(4)
+b1.button("A is better", key="lab_A", on_click=choose, args=("A",), type="primary", width="stretch")
+b2.button("B is better", key="lab_B", on_click=choose, args=("B",), type="primary", width="stretch")
+b3.button("Tie", key="lab_tie", on_click=choose, args=("tie",), width="stretch")
+b4.button("Skip", key="lab_skip", on_click=choose, args=("skip",), width="stretch")
+if ss.lab_log:
+    st.caption("This session")
+    st.dataframe(ss.lab_log[::-1][:10], hide_index=True)
