@@ -1,0 +1,249 @@
+"""The LLM pairwise judge, configured as data: `judges/configs/<name>.yaml` + `judges/templates/<file>`.
+
+The task's rubric and an optional free-text instruction (the OAIF paper's controllability knob, e.g.
+"prefer the shorter response") are inserted into the prompt. Two modes:
+  logprob   one forward pass; the next-token probabilities of the two answer labels ("1"/"2" or
+            "A"/"B") after `answer_prefix`, normalised to P(first shown better). No generation.
+  generate  sample a verdict (optionally after reasoning) and parse it; what cannot be parsed is
+            `unparsed`, never guessed.
+`both_orders: true` asks with response A shown first and with B shown first; the combined verdict and
+the disagreement between the two are recorded (Judgement.consistent).
+"""
+from __future__ import annotations
+
+import json
+import re
+import string
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from harness.config import ConfigError, JudgeRef, _build
+from harness.records import Annotator, Label, Pair, content_hash
+
+from .backends import BackendResult, HttpBackendConfig, Prompt, VllmBackendConfig, make_backend
+from .base import BOTH_ORDERS, error_label
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_FIELDS = {"rubric", "instruction", "prompt", "response_1", "response_2", "label_1", "label_2"}
+REQUIRED_FIELDS = {"prompt", "response_1", "response_2"}
+DEFAULT_RUBRIC = "Pick the response that is more helpful, correct and follows the request better."
+
+
+@dataclass
+class LLMJudgeConfig:
+    description: str = ""
+    backend: str = "transformers"  # transformers | http | vllm
+    model: str = "smollm2-135m-instruct"  # transformers/vllm: embedded name, hub id or local dir
+    dtype: str = "bf16"  # a frozen judge may run in bf16 on CPU (about 2x faster than fp32 here)
+    device: str = "auto"
+    template: str = "pairwise.txt"  # a file in judges/templates/ (or a path)
+    system_prompt: str | None = None  # None: the chat template's own default
+    answer_prefix: str = ""  # appended after the assistant turn starts, e.g. "The better response is Response "
+    labels: list[str] = field(default_factory=lambda: ["1", "2"])  # names of the shown responses = answer tokens
+    mode: str = "logprob"  # logprob | generate
+    both_orders: bool = True
+    instruction: str | None = None
+    instruction_format: str = "Also follow this instruction when judging: {instruction}\n"
+    rubric: str | None = None  # used when no task rubric is given; neither: DEFAULT_RUBRIC
+    max_prompt_tokens: int = 256  # the request is truncated to this many tokens in the judge prompt
+    max_response_tokens: int = 192  # each response likewise (keeps prompts, and tests, short)
+    batch_size: int = 8
+    max_new_tokens: int = 48  # generate mode
+    temperature: float = 0.0  # generate mode; 0 = greedy
+    top_p: float = 1.0
+    seed: int = 0
+    verdict_regex: str | None = None  # generate mode: one group capturing a label or "tie"
+    tie_band: float = 0.0  # |p - 0.5| <= tie_band is a tie
+    http: HttpBackendConfig = field(default_factory=HttpBackendConfig)
+    vllm: VllmBackendConfig = field(default_factory=VllmBackendConfig)
+
+
+# Settings that change how fast or where a judge runs, not what it answers: not in the version hash.
+NOT_IN_VERSION = {"description", "both_orders", "batch_size", "device"}
+HTTP_NOT_IN_VERSION = {"api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency"}
+
+
+def _validate(cfg: LLMJudgeConfig, where: str) -> None:
+    def bad(key, msg):
+        raise ConfigError(f"{where} {key}: {msg}")
+
+    if cfg.backend not in ("transformers", "http", "vllm"):
+        bad("backend", f"{cfg.backend!r} is not one of transformers, http, vllm")
+    if cfg.mode not in ("logprob", "generate"):
+        bad("mode", f"{cfg.mode!r} is not one of logprob, generate")
+    if len(cfg.labels) != 2 or len(set(cfg.labels)) != 2 or not all(cfg.labels):
+        bad("labels", f"needs two distinct non-empty labels, got {cfg.labels!r}")
+    for key in ("max_prompt_tokens", "max_response_tokens", "batch_size", "max_new_tokens"):
+        if getattr(cfg, key) < 1:
+            bad(key, "must be >= 1")
+    if not 0.0 <= cfg.tie_band < 0.5:
+        bad("tie_band", "must be in [0, 0.5)")
+    if cfg.temperature < 0:
+        bad("temperature", "must be >= 0")
+    if "{instruction}" not in cfg.instruction_format:
+        bad("instruction_format", "must contain {instruction}")
+    if cfg.verdict_regex is not None:
+        try:
+            rx = re.compile(cfg.verdict_regex)
+        except re.error as e:
+            bad("verdict_regex", f"invalid regular expression ({e})")
+        if rx.groups != 1:
+            bad("verdict_regex", "needs exactly one capturing group (the label or 'tie')")
+    if cfg.http.max_retries < 0 or cfg.http.concurrency < 1 or cfg.http.timeout_s <= 0:
+        bad("http", "max_retries >= 0, concurrency >= 1 and timeout_s > 0 are required")
+
+
+def read_template(name: str, where: str) -> tuple[Path, str]:
+    path = Path(name) if ("/" in name) else TEMPLATE_DIR / name
+    if not path.exists():
+        raise ConfigError(f"{where} template: {path} not found")
+    text = path.read_text()
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as e:
+        raise ConfigError(f"{path}: bad template ({e}); write literal braces as {{{{ and }}}}") from None
+    unknown = fields - TEMPLATE_FIELDS
+    if unknown:
+        raise ConfigError(f"{path}: unknown template field(s) {sorted(unknown)}; known: {sorted(TEMPLATE_FIELDS)}")
+    missing = REQUIRED_FIELDS - fields
+    if missing:
+        raise ConfigError(f"{path}: template lacks {sorted(missing)}")
+    return path, text
+
+
+# -- parsing generated verdicts ---------------------------------------------------------------------
+def _verdict_patterns(labels: Sequence[str]) -> list[re.Pattern]:
+    alt = "|".join(re.escape(l) for l in labels) + "|tie"
+    return [
+        re.compile(r"\[\[\s*(" + alt + r")\s*\]\]", re.IGNORECASE),  # MT-Bench style [[1]]
+        re.compile(r"(?:verdict|answer|output|winner)\s*(?:is)?\s*[:=\-]?\s*\**\s*(?:response\s*)?\(?\[?(" + alt
+                   + r")(?![\w])", re.IGNORECASE),
+        re.compile(r"better\s+(?:response|answer|one)\s+is\s*:?\s*(?:response\s*)?\(?\[?(" + alt + r")(?![\w])",
+                   re.IGNORECASE),
+        re.compile(r"(?:^|\n)\s*(?:response\s*)?\(?(" + alt + r")\)?\s*\.?\s*$", re.IGNORECASE),  # a bare label alone
+    ]
+
+
+def parse_verdict(text: str, labels: Sequence[str], verdict_regex: str | None = None) -> str:
+    """'first' | 'second' | 'tie' | 'unparsed'. The first pattern family that matches decides; if its
+    matches disagree (e.g. "Verdict: 1 ... Verdict: 2") the output is unparsed, not guessed."""
+    patterns = [re.compile(verdict_regex, re.IGNORECASE)] if verdict_regex else _verdict_patterns(labels)
+    lower = [l.lower() for l in labels]
+    for rx in patterns:
+        found = {m.group(1).strip().lower() for m in rx.finditer(text)}
+        found = {f for f in found if f in lower or f == "tie"}
+        if len(found) == 1:
+            (f,) = found
+            return "tie" if f == "tie" else ("first" if f == lower[0] else "second")
+        if len(found) > 1:
+            return "unparsed"
+    return "unparsed"
+
+
+def _to_canonical(which: str, order: str) -> str:
+    if which in ("tie", "unparsed"):
+        return which
+    first_is_a = order == "AB"
+    return "A" if (which == "first") == first_is_a else "B"
+
+
+# -- the judge ---------------------------------------------------------------------------------------
+class LLMJudge:
+    def __init__(self, name: str, cfg: LLMJudgeConfig, template_text: str, template_path: Path, rubric: str,
+                 backend, mode_overridden: bool = False):
+        self.name, self.cfg, self.template, self.rubric, self.backend = name, cfg, template_text, rubric, backend
+        self.orders = BOTH_ORDERS if cfg.both_orders else ("AB",)
+        self.tie_band = cfg.tie_band
+        d = asdict(cfg)
+        semantic = {k: v for k, v in d.items() if k not in NOT_IN_VERSION}
+        semantic["http"] = {k: v for k, v in d["http"].items() if k not in HTTP_NOT_IN_VERSION}
+        if cfg.backend != "vllm":
+            semantic.pop("vllm")
+        if cfg.backend != "http":
+            semantic.pop("http")
+        version = content_hash(semantic, template_text, rubric, n=12)
+        ann_id = name
+        if mode_overridden:
+            ann_id += f"/{cfg.mode}"
+        if cfg.instruction:
+            ann_id += f"+instr-{content_hash(cfg.instruction, n=6)}"
+        self.annotator = Annotator(kind="llm", id=ann_id, version=version,
+                                   config={**d, "template_file": str(template_path.name), "rubric": rubric})
+
+    def build_prompt(self, pair: Pair, order: str) -> Prompt:
+        cfg = self.cfg
+        first, second = (pair.response_a, pair.response_b) if order == "AB" else (pair.response_b, pair.response_a)
+        instr = cfg.instruction_format.format(instruction=cfg.instruction) if cfg.instruction else ""
+        text = self.template.format(
+            rubric=self.rubric, instruction=instr, label_1=cfg.labels[0], label_2=cfg.labels[1],
+            prompt=self.backend.truncate(pair.prompt, cfg.max_prompt_tokens),
+            response_1=self.backend.truncate(first, cfg.max_response_tokens),
+            response_2=self.backend.truncate(second, cfg.max_response_tokens))
+        messages = ([{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []) + \
+                   [{"role": "user", "content": text}]
+        return Prompt(messages=messages, prefix=cfg.answer_prefix)
+
+    def judge(self, pairs: Sequence[Pair], orders: Sequence[str] = ("AB",)) -> list[list[Label]]:
+        asks = [(p, o) for p in pairs for o in orders]
+        prompts = [self.build_prompt(p, o) for p, o in asks]
+        if self.cfg.mode == "logprob":
+            results = self.backend.logprob(prompts, list(self.cfg.labels), self.cfg.batch_size)
+        else:
+            results = self.backend.generate(prompts, self.cfg.max_new_tokens, self.cfg.temperature, self.cfg.top_p,
+                                            self.cfg.seed, self.cfg.batch_size)
+        labels = [self._label(p, o, r) for (p, o), r in zip(asks, results)]
+        k = len(orders)
+        return [labels[i * k:(i + 1) * k] for i in range(len(pairs))]
+
+    def _label(self, pair: Pair, order: str, r: BackendResult) -> Label:
+        if r.error is not None:
+            return error_label(pair, self.annotator, order, r.error, r.latency_s)
+        meta = {"mode": self.cfg.mode, "backend": self.cfg.backend}
+        p_a = None
+        if r.probs is not None:  # logprob mode with probabilities
+            p1, p2 = (r.probs.get(l, 0.0) for l in self.cfg.labels)
+            mass = p1 + p2
+            raw = json.dumps({"p_" + self.cfg.labels[0]: p1, "p_" + self.cfg.labels[1]: p2, "mass": mass,
+                              **({"top": r.top} if r.top else {})})
+            if mass <= 0:  # neither answer token among the returned probabilities: nothing to read
+                verdict = "unparsed"
+            else:
+                p_first = p1 / mass
+                p_a = p_first if order == "AB" else 1.0 - p_first
+                verdict = "tie" if abs(p_a - 0.5) <= self.cfg.tie_band and self.cfg.tie_band > 0 else (
+                    "A" if p_a > 0.5 else "B" if p_a < 0.5 else "tie")
+            meta["answer_mass"] = mass
+        else:  # generated text (generate mode, or an HTTP server that returned no logprobs)
+            raw = r.text
+            which = parse_verdict(self.cfg.answer_prefix + r.text, self.cfg.labels, self.cfg.verdict_regex)
+            verdict = _to_canonical(which, order)
+            if self.cfg.mode == "logprob":
+                meta["no_logprobs"] = True
+        return Label(pair_id=pair.pair_id, annotator=self.annotator, verdict=verdict, shown_order=order, p_a=p_a,
+                     raw_output=raw, latency_s=r.latency_s, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
+                     cost=None, meta=meta)
+
+
+def build_llm_judge(name: str, data: dict, path: Path, ref: JudgeRef | None = None, home=None,
+                    device: str | None = None, rubric: str | None = None) -> LLMJudge:
+    """Validate `data` (the YAML of judges/configs/<name>.yaml) and build the judge and its backend."""
+    where = f"{path}:"
+    cfg = _build(LLMJudgeConfig, dict(data), where)
+    mode_overridden = False
+    if ref is not None:
+        if ref.instruction is not None:
+            cfg.instruction = ref.instruction or None
+        if ref.mode is not None and ref.mode != cfg.mode:
+            cfg.mode, mode_overridden = ref.mode, True
+        if ref.both_orders is not None:
+            cfg.both_orders = ref.both_orders
+    if device is not None:
+        cfg.device = device
+    _validate(cfg, where)
+    template_path, template_text = read_template(cfg.template, where)
+    backend = make_backend(cfg, where, home)
+    if cfg.mode == "logprob":
+        backend.check_labels(list(cfg.labels), where)
+    return LLMJudge(name, cfg, template_text, template_path, rubric or cfg.rubric or DEFAULT_RUBRIC, backend,
+                    mode_overridden)
