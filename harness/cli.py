@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("harness.commands.judge", "label pairs from the store, a dataset or a run's samples with a judge"),
     "eval": ("harness.commands.eval", "win rate of a policy against a baseline, with CIs"),
     "leaderboard": ("harness.commands.leaderboard", "Bradley-Terry ratings from pairwise labels"),
+    "leaderboard-run": ("harness.commands.leaderboard_run", "judge a benchmark's model answers pairwise, then Bradley-Terry"),
     "agreement": ("harness.commands.agreement", "annotator agreement with a reference, position and length bias"),
     "study": ("harness.commands.study", "studies: controllability of an annotator through OAIF"),
     "dashboard": ("harness.commands.dashboard", "open the Streamlit dashboards on the store"),
