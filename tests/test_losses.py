@@ -100,3 +100,52 @@ def test_gradient_direction_and_batch_shapes():
         assert (pc.grad < 0).all() and (pr.grad > 0).all(), kind
     with pytest.raises(ValueError, match="loss.kind"):
         losses.preference_loss("kto", PC, PR, RC, RR, beta=0.1)
+
+
+@pytest.mark.bench
+def test_matches_trl_dpo_trainer(tmp_path, embedded_path):
+    """Same tokens through TRL 1.x DPOTrainer.compute_loss and through our log-probs + loss functions, for
+    every loss TRL also has (tiny random Llama so it runs in seconds; the tokenizer is SmolLM2's)."""
+    import copy
+    import os
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    pytest.importorskip("trl")
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from harness.logprobs import sequence_logprobs
+    from tiny import make_tiny_model
+
+    path = make_tiny_model(embedded_path, tmp_path / "tiny")
+    tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():  # move the policy away from the reference so the losses are not all at h=0
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ref = AutoModelForCausalLM.from_pretrained(path)
+    data = Dataset.from_list([
+        {"prompt": "What is the capital of France?", "chosen": " Paris.", "rejected": " I will not say."},
+        {"prompt": "Name a colour.", "chosen": " Blue.", "rejected": " Colours are overrated and so are you."},
+    ])
+    beta, eps = 0.3, 0.2
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), loss_type=["sigmoid"], beta=beta, per_device_train_batch_size=2,
+                     report_to=[], use_cpu=True, gradient_checkpointing=False, max_length=64, label_smoothing=eps)
+    trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(ref), args=args, train_dataset=data, processing_class=tok)
+    inputs = next(iter(trainer.get_train_dataloader()))
+    batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
+             "response_mask": inputs["completion_mask"]}
+    with torch.no_grad():
+        pol, n = sequence_logprobs(model, batch)
+        rl, _ = sequence_logprobs(ref, batch)
+    b = pol.shape[0] // 2
+    for trl_kind, ours in (("sigmoid", "dpo"), ("hinge", "slic"), ("ipo", "ipo"), ("robust", "rdpo")):
+        trainer.loss_types = [trl_kind]  # one trainer, its loss switched (building one per loss is slow)
+        with torch.no_grad():
+            trl_loss = trainer.compute_loss(trainer.model, inputs).item()
+        out, _, _ = losses.preference_loss(ours, pol[:b], pol[b:], rl[:b], rl[b:], beta=beta, flip_rate=eps,
+                                           chosen_tokens=n[:b].float(), rejected_tokens=n[b:].float())
+        # float32 sums of ~100-nat log-probs computed in different tile orders: agree to ~1e-4
+        assert out.mean().item() == pytest.approx(trl_loss, rel=1e-3, abs=1e-3), trl_kind

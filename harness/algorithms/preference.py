@@ -67,7 +67,9 @@ class PreferenceObjective:
             kl = float(((pc - rc) + (pr - rr)).sum()) / max(n_tokens, 1.0)
             metrics = {
                 "reward_margin": float((rw_c - rw_r).mean()),
-                "reward_acc": float((rw_c > rw_r).float().mean()),
+                # ties count half: at step 0 the policy IS the reference, every reward is 0 and the
+                # accuracy is chance (0.5), not 0
+                "reward_acc": float(((rw_c > rw_r).float() + 0.5 * (rw_c == rw_r).float()).mean()),
                 "reward_chosen": float(rw_c.mean()),
                 "reward_rejected": float(rw_r.mean()),
                 "logp_chosen": float(pc.detach().mean()),
