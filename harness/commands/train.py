@@ -75,19 +75,19 @@ def prepare_run(store: Store, cfg, run_id: str | None, group: str | None, accele
     return chosen
 
 
-def run(args) -> int:
+def execute(cfg, store: Store, run_id: str | None = None, group: str | None = None, accelerator=None):
+    """Create (or resume) the run and train it; returns (run_id, final metrics). The CLI, the demo
+    and the studies all go through here."""
     import torch
     from accelerate import Accelerator
 
     from .. import models, trainer
     from ..algorithms import get_algorithm, get_builder
 
-    cfg = load_config(args.config, args.overrides)
     algo = get_algorithm(cfg.algo)
     builder = get_builder(cfg.algo)
-    store = Store(args.home)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    run_id = prepare_run(store, cfg, args.run_id, args.group, accelerator)
+    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    run_id = prepare_run(store, cfg, run_id, group, accelerator)
     if accelerator.num_processes > 1 and cfg.model.device == "auto":
         cfg.model.device = str(accelerator.device)
     trainer.seed_everything(cfg.train.seed)  # models built from config (value heads, ...) start the same
@@ -101,6 +101,13 @@ def run(args) -> int:
         if accelerator.is_main_process and not isinstance(e, KeyboardInterrupt):
             store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
         raise
+    return run_id, final, accelerator
+
+
+def run(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    store = Store(args.home)
+    run_id, final, accelerator = execute(cfg, store, args.run_id, args.group)
     if accelerator.is_main_process:
         out = {"run_id": run_id, "algo": cfg.algo, "steps": cfg.train.steps, **final}
         emit(out, args.format, title=f"harness train: {run_id}")
