@@ -165,7 +165,8 @@ def select_questions(questions: dict[str, Question], sel: PairSelection) -> list
     return qs
 
 
-def model_pairs(models: list[str], n_questions: int, per_question: int | None, seed: int) -> list[list[tuple[str, str]]]:
+def model_pairs(models: list[str], n_questions: int, per_question: int | None,
+                seed: int) -> list[list[tuple[str, str]]]:
     """The model pairs compared on each question.
 
     All pairs when `per_question` is None. Otherwise a balanced seeded design: the C(m, 2) pairs are

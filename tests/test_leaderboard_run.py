@@ -132,7 +132,7 @@ def test_errors_name_file_line_and_field(mt, tmp_path):
 def test_config_is_validated(tmp_path, mt):
     cfg = load_run_config(CONFIG, [f"source.path={mt}"])
     assert cfg.judge.name == "smollm2-logprob" and cfg.judge.both_orders is True
-    assert len(build_pairs(cfg.source)) == 16 * 8  # the shipped run: 2 questions per category x 8 pairs
+    assert len(build_pairs(cfg.source)) == 16 * 6  # the shipped run: 2 questions per category x 6 pairs
     with pytest.raises(ConfigError, match=r"source\.n_question\b"):
         load_run_config(CONFIG, ["source.n_question=3"])
     with pytest.raises(ConfigError, match="judge.max_response_tokens"):
@@ -202,10 +202,20 @@ def test_end_to_end_rule_judge_leaderboard(mt, tmp_path, capsys):
     assert [r["rating"] for r in again["ratings"]] == [r["rating"] for r in out["ratings"]]
 
 
-def test_rule_judge_rejects_llm_settings(mt, tmp_path):
-    argv = ["--home", str(tmp_path), "leaderboard-run", str(CONFIG), f"source.path={mt}", "judge.name=rule:longer",
-            "compare_with=[]"]
-    assert main(argv) == 2  # judge.max_response_tokens (set in the shipped config) is an LLM-judge setting
+def test_rule_judge_ignores_llm_settings_with_a_note(mt, tmp_path, capsys):
+    argv = ["--home", str(tmp_path), "--format", "json", "leaderboard-run", str(CONFIG), f"source.path={mt}",
+            "judge.name=rule:shorter", "judge.both_orders=null", "source.questions_per_category=1",
+            "source.pairs_per_question=1", "leaderboard.n_boot=0", "compare_with=[]"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "judge.max_response_tokens" in captured.err and "ignored for rule:shorter" in captured.err
+    out = json.loads(captured.out)
+    assert out["judges"] == ["rule:shorter"] and out["cost"]["pairs"] == 8
+    assert all(r["ci_low"] is None for r in out["ratings"])  # n_boot 0: no CIs
+    with pytest.raises(ConfigError, match="unknown judge"):
+        from harness.commands.leaderboard_run import JudgeSettings, load_configured_judge
+
+        load_configured_judge(JudgeSettings(name="no-such-judge", max_response_tokens=64), tmp_path)
 
 
 def _judgement(pair, verdicts):

@@ -128,9 +128,12 @@ def parse_anchor(text: str | None, where: str = "leaderboard.anchor") -> tuple[s
 
 
 def load_configured_judge(js: JudgeSettings, home):
-    """The judge named in the config. Answer/prompt lengths and batch size are settings of an LLM judge
-    config: they are applied to its YAML before the judge is built, so they enter its version hash
-    (a different truncation is a different annotator, never served from the other's cache)."""
+    """The judge named in the config. Answer/prompt lengths, rubric and batch size are settings of an
+    LLM judge config: they are applied to its YAML before the judge is built, so they enter its version
+    hash (a different truncation is a different annotator, never served from the other's cache). For
+    other judges (rule:, rm:, reference similarity) they do not apply: ignored, with a note on stderr."""
+    import sys
+
     from judges import load_judge
     from judges.registry import config_path, read_judge_config
 
@@ -138,15 +141,20 @@ def load_configured_judge(js: JudgeSettings, home):
     settings = {k: getattr(js, k) for k in LLM_SETTINGS if getattr(js, k) is not None}
     if js.rubric is not None:
         settings["rubric"] = js.rubric
+    kind = "llm"
+    data, path = None, None
+    if js.name.startswith(("rule:", "rm:")):
+        kind = js.name.split(":", 1)[0]
+    elif settings:
+        path = config_path(js.name)
+        data = read_judge_config(path)
+        kind = data.pop("kind", "llm")
+    if settings and kind != "llm":
+        print(f"note: judge.{', judge.'.join(settings)} only apply to LLM judges; ignored for {js.name} ({kind})",
+              file=sys.stderr)
+        settings = {}
     if not settings:
         return load_judge(ref, home=home, device=js.device)
-    if js.name.startswith(("rule:", "rm:")):
-        raise ConfigError(f"judge.{next(iter(settings))}: only LLM judge configs take it, not {js.name}")
-    path = config_path(js.name)
-    data = read_judge_config(path)
-    kind = data.pop("kind", "llm")
-    if kind != "llm":
-        raise ConfigError(f"judge.{next(iter(settings))}: {path} is a {kind} judge; only LLM judges take it")
     from judges.llm import build_llm_judge
 
     return build_llm_judge(path.stem, {**data, **settings}, path, ref=ref, home=home, device=js.device)
