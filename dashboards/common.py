@@ -168,16 +168,10 @@ def live_agreement(dataset: str, reference: str = "human-majority", n_boot: int 
     return _live_agreement(str(home_path()), version(), dataset, reference, n_boot)
 
 
-def chart(c, stretch: bool = True) -> None:
-    """st.altair_chart that keeps a layered chart's size: Streamlit drops the width and height of
-    layered specs (rows collapse onto one line, heatmaps shrink to a sliver), so the height is
-    passed explicitly and a fixed-width chart is stretched over a column of about its width."""
-    spec = c.to_dict() if hasattr(c, "to_dict") else {}
-    h, w = spec.get("height"), spec.get("width")
+def chart(c) -> None:
+    """st.altair_chart over the page width, passing the chart's own height: Streamlit drops the
+    size of layered specs (rows collapse onto one line, heatmaps shrink to a sliver) unless the
+    height is given and the width stretched."""
+    h = c.to_dict().get("height")
     kwargs = {"height": int(h) + 110} if isinstance(h, (int, float)) else {}
-    if stretch or not isinstance(w, (int, float)):
-        st.altair_chart(c, width="stretch", **kwargs)
-        return
-    left, _ = st.columns([int(w) + 200, max(1, 1200 - int(w))])
-    with left:
-        st.altair_chart(c, width="stretch", **kwargs)
+    st.altair_chart(c, width="stretch", **kwargs)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 # Training metrics shown by default, in this order, when present in the metrics table.
@@ -81,7 +82,7 @@ def heatmap_chart(df: pd.DataFrame, row: str, col: str, value: str, title: str,
     _need(df, (row, col, value), "heatmap_chart")
     names = sorted(set(df[row]).union(df[col]), key=str)
     tooltip = [c for c in (row, col, value, "n") if c in df.columns]
-    base = alt.Chart(df).encode(x=alt.X(f"{col}:N", sort=names, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=200)),
+    base = alt.Chart(df).encode(x=alt.X(f"{col}:N", sort=names, title=None, axis=alt.Axis(labelAngle=-40, labelLimit=200, labelOverlap=False)),
                                 y=alt.Y(f"{row}:N", sort=names, title=None, axis=alt.Axis(labelLimit=260)))
     rect = base.mark_rect().encode(
         color=alt.Color(f"{value}:Q", scale=alt.Scale(domain=list(domain), scheme="blues"), title=value),
@@ -132,11 +133,13 @@ def bias_chart(df: pd.DataFrame, title: str = "Position and length bias") -> alt
 
 
 def training_curves(df: pd.DataFrame, metrics: Sequence[str] | None = None, columns: int = 3,
-                    title: str = "Training curves") -> alt.Chart:
+                    title: str = "Training curves", max_points: int = 300) -> alt.Chart:
     """Per-step curves, several runs overlaid (one color per run), one panel per metric.
 
     Columns: `run_id`, `step`, and one numeric column per metric (the wide table returned by
     `Store.metrics`). `metrics` picks panels; default: those of DEFAULT_TRAINING_METRICS present.
+    A line longer than `max_points` steps is drawn through evenly spaced steps (first and last
+    kept), so long runs stay light in the browser and under altair's row limit.
     """
     _need(df, ("run_id", "step"), "training_curves")
     if metrics is None:
@@ -147,12 +150,24 @@ def training_curves(df: pd.DataFrame, metrics: Sequence[str] | None = None, colu
     long = df.melt(id_vars=["run_id", "step"], value_vars=list(metrics), var_name="metric", value_name="value")
     long = long.dropna(subset=["value"])
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    long = _thin(long.sort_values(["run_id", "metric", "step"]), ["run_id", "metric"], max_points)
     chart = alt.Chart(long).mark_line(point=len(df) <= 60).encode(
         x=alt.X("step:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
         color=alt.Color("run_id:N", title="run"), tooltip=["run_id", "step", "metric", "value"],
-    ).properties(width=260, height=170)
+    ).properties(width=230, height=170)
     return chart.facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None), columns=columns) \
         .resolve_scale(y="independent").properties(title=title)
+
+
+def _thin(df: pd.DataFrame, by: list[str], n: int) -> pd.DataFrame:
+    """At most n evenly spaced rows (first and last included) of each group of `by`."""
+    g = df.groupby(by, sort=False)
+    pos = g.cumcount().to_numpy(dtype=float)
+    size = g[by[0]].transform("size").to_numpy(dtype=float)
+    span = np.maximum(size - 1, 1)
+    k = np.round(pos * (n - 1) / span)
+    keep = (size <= n) | (np.round(k * span / (n - 1)) == pos)
+    return df[keep]
 
 
 def controllability_chart(df: pd.DataFrame, title: str = "Controllability over training") -> alt.Chart:
@@ -183,7 +198,7 @@ def winrate_vs_length_chart(df: pd.DataFrame, title: str = "Final win rate vs me
     Columns: `instruction`, `mean_length`, `win_rate`; optional `ci_low`, `ci_high`.
     """
     _need(df, ("instruction", "mean_length", "win_rate"), "winrate_vs_length_chart")
-    base = alt.Chart(df).encode(x=alt.X("mean_length:Q", title="mean response length", scale=alt.Scale(zero=False)),
+    base = alt.Chart(df).encode(x=alt.X("mean_length:Q", title="mean response length", scale=alt.Scale(zero=False, padding=24)),
                                 color=alt.Color("instruction:N", legend=alt.Legend(orient="bottom", labelLimit=400)))
     layers = [base.mark_point(filled=True, size=90).encode(
         y=alt.Y("win_rate:Q", scale=alt.Scale(domain=[0, 1]), title="final win rate"),

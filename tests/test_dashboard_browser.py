@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard_data import add_results, build_store
+from dashboard_data import build_store
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [pytest.mark.browser,
@@ -45,14 +45,10 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_data):
-    from dashboard_data import add_agreement, add_controllability
     from harness.commands.dashboard import command
 
     home = tmp_path_factory.mktemp("browser_home")
     store = build_store(home, shared_data)
-    add_results(store)
-    add_agreement(store)
-    add_controllability(store)
     port = _free_port()
     cmd, env = command(argparse.Namespace(home=str(home), port=port, address="127.0.0.1"))
     log = open(home / "streamlit.log", "w")

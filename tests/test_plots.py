@@ -95,3 +95,12 @@ def test_save_chart_html_json_png(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     with pytest.raises(plots.PlotError, match="unknown chart format"):
         plots.save_chart(chart, tmp_path / "wr.gif")
+
+
+def test_long_runs_are_thinned_not_dropped():
+    m = pd.DataFrame([{"run_id": r, "step": s, "loss": 1.0 / s, "kl": 0.01 * s}
+                      for r in ("a", "b", "c") for s in range(1, 2001)])
+    rows = _rows(plots.training_curves(m, max_points=300))
+    assert len(rows) == 3 * 2 * 300  # under altair's 5000-row limit, which 12000 rows would break
+    steps = sorted(r["step"] for r in rows if r["run_id"] == "a" and r["metric"] == "loss")
+    assert steps[0] == 1 and steps[-1] == 2000

@@ -56,7 +56,7 @@ else:
                       pw.rename(columns={"annotator_1": "annotator_b", "annotator_2": "annotator_a"})])
     st.caption(f"Every annotator against every other on the items both labelled ({dataset}, {subset}); "
                "computed with harness.evaluation.agreement.pairwise_kappa.")
-    common.chart(plots.agreement_heatmap(grid, value=metric), stretch=False)
+    common.chart(plots.agreement_heatmap(grid, value=metric))
 
 st.header("Agreement with the reference")
 st.caption(f"Source: {source}.")

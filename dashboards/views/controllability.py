@@ -58,4 +58,4 @@ if final.empty:
     st.info("No final win rates stored for this study.")
 else:
     st.dataframe(final.dropna(axis=1, how="all"), hide_index=True)
-    common.chart(plots.winrate_vs_length_chart(final), stretch=False)
+    common.chart(plots.winrate_vs_length_chart(final))

@@ -43,7 +43,11 @@ else:
         st.dataframe(table[[c for c in cols if c in table.columns]].dropna(axis=1, how="all"), hide_index=True,
                      column_config={"win_rate": st.column_config.NumberColumn(format="%.3f"),
                                     "lc_win_rate": st.column_config.NumberColumn("LC win rate", format="%.3f")})
-        common.chart(plots.winrate_chart(shown))
+        # one row per result: name a policy by its baseline and judge where it appears more than once
+        dup = shown["policy"].duplicated(keep=False)
+        rows = shown.assign(policy=[f"{p} vs {b} · {j}" if d else p for p, b, j, d in
+                                    zip(shown["policy"], shown["baseline"], shown["judge"], dup)])
+        common.chart(plots.winrate_chart(rows))
 
 st.header("Bradley–Terry ratings")
 boards = [b for b in boards if keep(*R.leaderboard_meta(b).values())]
@@ -66,4 +70,4 @@ else:
     common.chart(plots.bradley_terry_chart(ratings))
 if not matrix.empty:
     st.subheader("Win-rate matrix")
-    common.chart(plots.winrate_matrix_chart(matrix), stretch=False)
+    common.chart(plots.winrate_matrix_chart(matrix))

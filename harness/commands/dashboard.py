@@ -36,7 +36,10 @@ def run(args) -> int:
         print(" ".join(cmd))
         return 0
     Store(env["HARNESS_HOME"])  # create or check the store (schema version) before serving it
-    print(f"harness dashboard: http://{args.address}:{args.port}  (store {env['HARNESS_HOME']})", file=sys.stderr)
+    print(f"harness dashboard: http://{args.address}:{args.port}  (store {env['HARNESS_HOME']})", file=sys.stderr,
+          flush=True)
+    if os.name == "posix":  # become the server: a signal to this PID reaches streamlit itself
+        os.execve(cmd[0], cmd, env)
     try:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
