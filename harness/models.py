@@ -167,8 +167,10 @@ def apply_lora(model, model_cfg: ModelConfig):
     from peft import LoraConfig, get_peft_model
 
     lc = model_cfg.lora
+    # a scalar-head (reward) model needs SEQ_CLS: peft then also trains and saves the new score head
+    task = "SEQ_CLS" if type(model).__name__.endswith("ForSequenceClassification") else "CAUSAL_LM"
     config = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=list(lc.target_modules),
-                        task_type="CAUSAL_LM")
+                        task_type=task)
     return get_peft_model(model, config)
 
 

@@ -155,3 +155,26 @@ def test_unknown_annotator_is_a_clear_error(tmp_path, tiny):
     os.environ.pop("HARNESS_DEBUG", None)
     rc = main(["--home", str(home), "train", cfg, "reward_model.annotators=[nobody]"])
     assert rc == 2
+
+
+def test_lora_reward_model_trains_its_head_and_reloads(tmp_path, tiny):
+    """With LoRA the new score head trains too (saved beside the adapter) and rm:<run> reloads both."""
+    from safetensors.torch import load_file
+
+    from harness.store import Store
+    from judges.registry import load_judge
+
+    home = tmp_path / "home"
+    store = Store(home)
+    pairs, labels = separable_pairs(24)
+    store.add_labels(labels, pairs)
+    cfg = write_config(tmp_path / "rm.yaml", tiny, steps=6)
+    assert main(["--home", str(home), "train", cfg, "model.lora.enabled=true", "model.lora.r=4", "--run-id", "lora"]) == 0
+    res = [r["result"] for r in store.results("reward_model_eval")]
+    assert res[-1]["accuracy"] == 1.0 and res[-1]["brier"] < res[0]["brier"]
+    saved = load_file(str(store.latest_checkpoint("lora") / "model.safetensors"))
+    assert any("score" in k for k in saved) and any("lora_" in k for k in saved)
+    assert all("embed_tokens" not in k for k in saved)  # only the trainable tensors
+    judge = load_judge("rm:lora", home, "cpu")
+    verdicts = [labs[0].verdict for labs in judge.judge(pairs, ("AB",))]
+    assert verdicts == [l.verdict for l in labels]

@@ -267,14 +267,14 @@ class BTObjective:
                              task=self.cfg.data.task, judge=f"rm:{ctx.run_id}")
 
 
-def _unfreeze_score_head(model) -> int:
-    """With LoRA the new classifier head must train too (peft's CAUSAL_LM task leaves it frozen)."""
-    n = 0
-    for name, p in model.named_parameters():
-        if any(part in ("score", "classifier") for part in name.split(".")):
+def _score_head_trainable(model) -> bool:
+    """With LoRA the new classifier head must train too (peft's SEQ_CLS task keeps a trainable copy);
+    a head left frozen would make the BT loss train only the adapters around a random projection."""
+    named = [(n, p) for n, p in model.named_parameters() if any(k in n.split(".") for k in ("score", "classifier"))]
+    if not any(p.requires_grad for _, p in named):
+        for _, p in named:
             p.requires_grad_(True)
-            n += p.numel()
-    return n
+    return any(p.requires_grad for _, p in named)
 
 
 def build(cfg, store, run_id, model, tokenizer, ref, home):
@@ -285,7 +285,7 @@ def build(cfg, store, run_id, model, tokenizer, ref, home):
     else:
         train, held, info = task_split(cfg)
     info.update({"n_train": len(train), "n_eval": len(held)})
-    if cfg.model.lora.enabled and not _unfreeze_score_head(model):
+    if cfg.model.lora.enabled and not _score_head_trainable(model):
         raise ValueError(f"model {cfg.model.name!r}: no 'score'/'classifier' head found to train with LoRA")
     source = PairSource(train, held, cfg.train.batch_size, cfg.train.seed, info)
     return source, BTObjective(cfg, held, info)
