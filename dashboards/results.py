@@ -223,26 +223,31 @@ def bias_long(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def controllability(stored: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stored `controllability` results -> (per step: instruction, step, mean_length, pref_shorter;
-    final: instruction, mean_length, win_rate, ci_low, ci_high)."""
+    """Stored `controllability` results (`harness study controllability`: {"arms": [{label, judge,
+    instruction, run_id, per_step: [{step, len_mean, prefers_shorter, ...}], len_last3, winrate:
+    {win_rate, ci_low, ci_high, mean_chars_policy, ...}}]}) -> (per step: instruction, step,
+    mean_length, pref_shorter; final: instruction, win_rate, ci_low, ci_high, mean_length, run_id)."""
     steps, final = [], []
     for r in stored:
         res = r["result"]
-        arms = _rows(res, ("instructions", "arms", "runs", "rows"))
-        for arm in arms:
-            instr = str(arm.get("instruction") or arm.get("name") or r.get("name") or "default")
+        for arm in _rows(res, ("arms", "instructions", "runs", "rows")):
+            instr = str(arm.get("label") or arm.get("instruction") or arm.get("name") or r.get("name") or "default")
             for s in arm.get("per_step") or arm.get("steps") or []:
                 steps.append({"instruction": instr, "step": s.get("step"),
-                              "mean_length": _num(s.get("mean_length", s.get("response_len"))),
-                              "pref_shorter": _num(s.get("pref_shorter", s.get("annotator_pref_shorter")))})
-            wr = arm.get("final_win_rate", arm.get("win_rate"))
+                              "mean_length": _num(next((s[k] for k in ("mean_length", "len_mean", "response_len")
+                                                        if s.get(k) is not None), None)),
+                              "pref_shorter": _num(next((s[k] for k in ("pref_shorter", "prefers_shorter")
+                                                         if s.get(k) is not None), None))})
+            wr = arm.get("winrate", arm.get("final_win_rate", arm.get("win_rate")))
+            length = arm.get("final_mean_length", arm.get("len_last3"))
             if isinstance(wr, dict):
                 lo, hi = _ci(wr)
+                length = wr.get("mean_chars_policy", length) if length is None else length
+                n = _num(wr.get("n"))
                 wr = _get(wr, "win_rate")
             else:
-                lo, hi = _ci(arm, "final_") if any(k.startswith("final_ci") for k in arm) else _ci(arm)
+                lo, hi, n = *_ci(arm), None
             if _num(wr) is not None:
-                final.append({"instruction": instr, "win_rate": _num(wr), "ci_low": lo, "ci_high": hi,
-                              "mean_length": _num(arm.get("final_mean_length", arm.get("mean_length"))),
-                              "run_id": arm.get("run_id")})
+                final.append({"instruction": instr, "win_rate": _num(wr), "ci_low": lo, "ci_high": hi, "n": n,
+                              "mean_length": _num(length), "run_id": arm.get("run_id")})
     return pd.DataFrame(steps), pd.DataFrame(final)

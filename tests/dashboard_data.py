@@ -83,26 +83,31 @@ CONTROL_INSTRUCTIONS = ("prefer the shorter response", "prefer the longer respon
 
 
 def add_controllability(store: Store, steps: int = 20) -> None:
-    """Two OAIF runs, one per annotator instruction, and a study result: per step the mean length
-    and P(annotator prefers the shorter), and the final win rate against the initial policy."""
-    arms = []
+    """Two OAIF arms, one per annotator instruction, stored as `harness study controllability`
+    stores them (its metric names and result layout) without training: per step the mean sampled
+    length and P(annotator prefers the shorter), and the final win rate against the initial policy."""
+    arms, group = [], "ctl-demo"
     for sign, instr in zip((-1, 1), CONTROL_INSTRUCTIONS):
         name = f"ctrl-{'short' if sign < 0 else 'long'}"
-        cfg = {"algo": "oaif", "judge": {"name": "rule:length", "instruction": instr}, "train": {"steps": steps}}
-        rid = store.create_run(cfg, "oaif", task="quickstart", name=name, run_id=name, group="controllability")
+        cfg = {"algo": "oaif", "judge": {"name": "smollm2-logprob", "instruction": instr}, "train": {"steps": steps}}
+        rid = store.create_run(cfg, "oaif", task="quickstart", name=name, run_id=name, group=group)
         per_step = []
         for s in range(1, steps + 1):
-            row = {"step": s, "mean_length": 50.0 + sign * 1.5 * s, "pref_shorter": 0.5 - sign * 0.45}
-            store.log_metrics(rid, s, {"loss": 0.69 - 0.01 * s, "response_len": row["mean_length"],
-                                       "pref_shorter": row["pref_shorter"]})
+            row = {"step": s, "len_mean": 50.0 + sign * 1.5 * s, "prefers_shorter": 0.5 - sign * 0.45,
+                   "loss": 0.69 - 0.01 * s}
+            store.log_metrics(rid, s, {"loss": row["loss"], "sample/len_mean": row["len_mean"],
+                                       "judge/prefers_shorter": row["prefers_shorter"]})
             per_step.append(row)
-        store.set_run_status(rid, "finished")
-        arms.append({"instruction": instr, "run_id": rid, "per_step": per_step,
-                     "final_mean_length": per_step[-1]["mean_length"],
-                     "final_win_rate": {"win_rate": 0.5 + sign * 0.1, "ci_low": 0.4 + sign * 0.1,
-                                        "ci_high": 0.6 + sign * 0.1, "n": 64}})
-    store.add_result("controllability", {"instructions": arms, "judge": "rule:length"},
-                     name="length study", task="quickstart")
+        store.set_run_status(rid, "done")
+        arms.append({"label": instr, "judge": "smollm2-logprob", "instruction": instr, "run_id": rid,
+                     "per_step": per_step, "len_first": per_step[0]["len_mean"],
+                     "len_last3": sum(p["len_mean"] for p in per_step[-3:]) / 3,
+                     "prefers_shorter": 0.5 - sign * 0.45,
+                     "winrate": {"n": 16, "win_rate": 0.5 + sign * 0.1, "ci_low": 0.4 + sign * 0.1,
+                                 "ci_high": 0.6 + sign * 0.1, "mean_chars_policy": 200.0 + sign * 100}})
+    store.add_result("controllability", {"group": group, "task": "quickstart", "eval_judge": "smollm2-logprob",
+                                         "arms": arms}, name=group, task="quickstart", judge="smollm2-logprob",
+                     baseline="initial")
 
 
 def terse_outputs(path: Path) -> Path:

@@ -38,9 +38,12 @@ else:
     label = {r["run_id"]: f"{instruction_of(r['config'])} ({r['run_id']})" for r in runs}
     steps = pd.DataFrame()
     if not m.empty:
+        def col(*names):  # the first of these metric columns the runs logged
+            return next((m[n] for n in names if n in m.columns), None)
+
         steps = pd.DataFrame({"instruction": m["run_id"].map(label), "step": m["step"],
-                              "mean_length": m.get("response_len"),
-                              "pref_shorter": m.get("pref_shorter", m.get("annotator_pref_shorter"))})
+                              "mean_length": col("sample/len_mean", "response_len"),
+                              "pref_shorter": col("judge/prefers_shorter", "pref_shorter")})
     final = pd.DataFrame()
 
 st.header("Over training steps")
