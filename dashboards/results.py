@@ -27,7 +27,7 @@ _SYNONYMS = {
     "p_first": ("p_first", "p_prefers_first", "prefers_first"),
     "p_longer": ("p_longer", "p_prefers_longer", "prefers_longer"),
     "position_consistency": ("position_consistency", "positional_agreement", "consistency"),
-    "n": ("n", "n_pairs", "count"),
+    "n": ("n", "n_battles", "n_pairs", "count"),
 }
 _CI_KEYS = ("ci", "ci95", "ci_95", "bootstrap_ci")
 ALL = "(all)"  # the subset that pools a dataset's subsets (harness.evaluation.agreement)
