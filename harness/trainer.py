@@ -157,10 +157,26 @@ def evaluate(model, objective, examples, ctx, batch_size: int) -> dict:
     was_training = model.training
     model.eval()
     try:
-        out = run_objective(model, objective, mine, ctx, max(1, math.ceil(len(mine) / batch_size)), backward=False)
+        out = run_objective(model, objective, mine, ctx, max(1, math.ceil(len(mine) / batch_size)), backward=False) if mine else {}
     finally:
         model.train(was_training)
-    return _reduce_metrics(out, ctx.accelerator)
+    return _reduce_weighted(out, len(mine), ctx.accelerator)
+
+
+def _reduce_weighted(metrics: dict, n: int, accelerator) -> dict:
+    """Mean over processes weighted by each one's number of examples (eval shards can differ by one);
+    counts (`n_*`) add up."""
+    if accelerator.num_processes == 1:
+        return metrics
+    import torch.distributed as dist
+    from accelerate.utils import gather_object
+
+    keys = sorted(set().union(*gather_object([sorted(metrics)])))  # same order everywhere
+    t = torch.tensor([float(metrics.get(k, 0.0)) * (1 if k.startswith("n_") else n) for k in keys] + [float(n)],
+                     dtype=torch.float64, device=accelerator.device)
+    dist.all_reduce(t)
+    total = max(t[-1].item(), 1.0)
+    return {k: (v if k.startswith("n_") else v / total) for k, v in zip(keys, t[:-1].tolist())}
 
 
 # -- checkpoints -------------------------------------------------------------------------------
