@@ -1,0 +1,257 @@
+"""OAIF (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback") as a step source.
+
+Each step: take `train.batch_size` task prompts (seeded order), sample TWO responses per prompt
+from the current policy, ask the annotator (a LabelFn; the trainer never sees the judge) which is
+better, and hand {prompt, chosen, rejected, p} examples to the SAME PreferenceObjective offline DPO
+uses. Only where the pairs come from differs: the loop is harness.trainer.train.
+
+Every sample and label is stored as it is made, with its step. On resume the trainer restores the
+RNG and this source's position, so the interrupted step samples the same pairs again; their labels
+are read back from the store instead of being asked (or stored) twice.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from typing import Sequence
+
+from ..records import Judgement, Label, Pair, combine_orders
+from ..trainer import StepData
+from .preference import PreferenceObjective
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def apply_eos_penalty(verdict: str, p_a: float | None, trunc_a: bool, trunc_b: bool,
+                      penalty: float) -> tuple[str, float | None, bool]:
+    """TRL's missing-EOS penalty for a pairwise annotator: (verdict, p_a, changed).
+
+    TRL subtracts `penalty` from the reward of a response without EOS. With a probability p_a =
+    sigmoid(r_a - r_b) that is a shift of logit(p_a) by the penalty; an annotator that gives no
+    probability (or an unparsed/tied one) makes the truncated response lose outright."""
+    if trunc_a == trunc_b:
+        return verdict, p_a, False
+    shift = penalty if trunc_b else -penalty  # the complete response gains
+    if p_a is not None and verdict in ("A", "B", "tie"):
+        new_p = _sigmoid(_logit(p_a) + shift)
+        new_v = "A" if new_p > 0.5 else "B" if new_p < 0.5 else "tie"
+        return new_v, new_p, new_v != verdict
+    new_v = "B" if trunc_a else "A"
+    return new_v, None, new_v != verdict
+
+
+def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tuple],
+                           truncated: Sequence[tuple[bool, bool]], tie_policy: str = "skip",
+                           missing_eos_penalty: float | None = None,
+                           prompts: Sequence | None = None) -> tuple[list[dict], dict]:
+    """Judged pairs -> preference examples and the step's judge metrics.
+
+    Decided pairs become {prompt, chosen, rejected, p} with p = P(chosen better) where the annotator
+    gives one. Ties and unparsed verdicts are skipped (`tie_policy: skip`) or kept with their soft
+    probability (`soft`: p_a, or 0.5 when unparsed), which only `loss.kind: soft` reads.
+    `lengths`: per pair, comparable lengths of (a, b), e.g. (tokens, characters) tuples: the
+    shorter response is the one with the smaller tuple; equal lengths do not count. `prompts`: the
+    prompts as the policy saw them (chat messages stay messages), default each pair's prompt text."""
+    examples, n_tie, n_unparsed, n_skipped, n_eos = [], 0, 0, 0, 0
+    first, n_first, consistent, n_consistent = 0, 0, 0, 0
+    shorter, n_shorter = 0, 0
+    prompts = list(prompts) if prompts is not None else [j.pair.prompt for j in judgements]
+    for j, (la, lb), (ta, tb), prompt in zip(judgements, lengths, truncated, prompts):
+        for lab in j.labels:  # position bias: did the label prefer the response shown first?
+            if lab.verdict in ("A", "B"):
+                n_first += 1
+                first += (lab.verdict == "A") == (lab.shown_order == "AB")
+        if j.consistent is not None:
+            n_consistent += 1
+            consistent += bool(j.consistent)
+        verdict, p_a = j.verdict, j.p_a
+        n_tie += verdict == "tie"
+        n_unparsed += verdict == "unparsed"
+        if verdict in ("A", "B") and la != lb:  # the annotator's own taste, before any EOS penalty
+            n_shorter += 1
+            shorter += (verdict == "A") == (la < lb)
+        if missing_eos_penalty is not None:
+            verdict, p_a, changed = apply_eos_penalty(verdict, p_a, ta, tb, missing_eos_penalty)
+            n_eos += changed
+        pair = j.pair
+        if verdict in ("A", "B"):
+            a_wins = verdict == "A"
+            p = None if p_a is None else (p_a if a_wins else 1.0 - p_a)
+            examples.append({"prompt": prompt, "chosen": pair.response_a if a_wins else pair.response_b,
+                             "rejected": pair.response_b if a_wins else pair.response_a, "p": p,
+                             "pair_id": pair.pair_id})
+        elif tie_policy == "soft":
+            examples.append({"prompt": prompt, "chosen": pair.response_a, "rejected": pair.response_b,
+                             "p": 0.5 if p_a is None else p_a, "pair_id": pair.pair_id})
+        else:
+            n_skipped += 1
+    n = max(len(judgements), 1)
+    nan = float("nan")
+    metrics = {
+        "judge/n_pairs": float(len(judgements)),
+        "judge/tie_rate": n_tie / n,
+        "judge/unparsed_rate": n_unparsed / n,
+        "judge/skipped": float(n_skipped),
+        "judge/p_first": first / n_first if n_first else nan,
+        "judge/consistency": consistent / n_consistent if n_consistent else nan,
+        "judge/prefers_shorter": shorter / n_shorter if n_shorter else nan,
+        "judge/eos_overrides": float(n_eos),
+        "source/n_examples": float(len(examples)),
+    }
+    return examples, metrics
+
+
+class OaifSource:
+    """`source.next(step, model, ctx)` for the trainer: sample, label, turn into examples."""
+
+    def __init__(self, cfg, store, run_id: str, sampler, label_fn, prompts: Sequence, task_name: str = ""):
+        if not prompts:
+            raise ValueError(f"data.task: task {task_name!r} has no training prompts")
+        self.cfg, self.store, self.run_id = cfg, store, run_id
+        self.sampler, self.label_fn = sampler, label_fn
+        self.judge = getattr(label_fn, "judge", None)
+        self.prompts = list(prompts)
+        self.task_name = task_name
+        self.position = 0  # prompts handed out so far, over all epochs
+
+    # -- data order: a fresh seeded permutation per epoch; the state is one integer ----------
+    def _order(self, epoch: int) -> list[int]:
+        idx = list(range(len(self.prompts)))
+        random.Random(f"{self.cfg.train.seed}:{epoch}").shuffle(idx)
+        return idx
+
+    def take(self, n: int) -> list:
+        out = []
+        while len(out) < n:
+            epoch, offset = divmod(self.position, len(self.prompts))
+            out.append(self.prompts[self._order(epoch)[offset]])
+            self.position += 1
+        return out
+
+    def state_dict(self) -> dict:
+        return {"position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.position = int(state["position"])
+
+    # -- one step -------------------------------------------------------------------------
+    def next(self, step: int, model, ctx) -> StepData:
+        batch = self.take(self.cfg.train.batch_size)
+        rank, world = getattr(ctx, "rank", 0), getattr(ctx, "world", 1)
+        mine = list(range(len(batch)))[rank::world]  # each process samples and labels its own prompts
+        rows_in = [prompt_row(batch[i]) for i in mine]
+        t0 = time.perf_counter()
+        self.sampler.update(model, step)
+        samples = self.sampler.sample([r["prompt"] for r in rows_in], 2)
+        t_sample = time.perf_counter() - t0
+        rows, pairs = [], []
+        for gi, row, (a, b) in zip(mine, rows_in, samples):
+            text = prompt_text(row["prompt"])
+            for k, s in enumerate((a, b)):
+                rows.append(s.as_row(text, 2 * gi + k, policy=self.run_id, meta={"pair_slot": "AB"[k]}))
+            pairs.append(Pair(prompt=text, response_a=a.text, response_b=b.text, source=f"run:{self.run_id}",
+                              dataset=self.task_name or None, record_id=row.get("id"), run_id=self.run_id, step=step,
+                              reference=row.get("reference"),
+                              policy_a=self.run_id, policy_b=self.run_id,
+                              meta={"n_tokens": [a.n_tokens, b.n_tokens], "truncated": [a.truncated, b.truncated]}))
+        self.store.add_samples(self.run_id, step, rows)
+        t1 = time.perf_counter()
+        judgements = self.label(pairs, step)
+        t_judge = time.perf_counter() - t1
+        lengths = [((a.n_tokens, len(a.text)), (b.n_tokens, len(b.text))) for a, b in samples]
+        truncs = [(a.truncated, b.truncated) for a, b in samples]
+        examples, metrics = judgements_to_examples(judgements, lengths, truncs, self.cfg.oaif.tie_policy,
+                                                   self.cfg.oaif.missing_eos_penalty,
+                                                   prompts=[r["prompt"] for r in rows_in])
+        flat = [s for pair in samples for s in pair]
+        metrics.update({
+            "sample/len_mean": sum(s.n_tokens for s in flat) / max(len(flat), 1),
+            "sample/words_mean": sum(len(s.text.split()) for s in flat) / max(len(flat), 1),
+            "sample/truncated_rate": sum(s.truncated for s in flat) / max(len(flat), 1),
+            "source/sample_s": t_sample,
+            "source/judge_s": t_judge,
+        })
+        return StepData(examples=examples, metrics=metrics, sharded=True)
+
+    def label(self, pairs: list[Pair], step: int) -> list[Judgement]:
+        """Labels for this step's pairs. Labels this run already stored for this step (an interrupted
+        step being redone after resume) are read back, so none is asked or counted twice."""
+        stored = self._stored(pairs, step)
+        todo = [p for p in pairs if p.pair_id not in stored]
+        fresh = iter(self.label_fn(todo, step=step) if todo else [])
+        return [stored[p.pair_id] if p.pair_id in stored else next(fresh) for p in pairs]
+
+    def _stored(self, pairs: list[Pair], step: int) -> dict[str, Judgement]:
+        judge = self.judge
+        if judge is None or not pairs:
+            return {}
+        ann = judge.annotator
+        orders = tuple(getattr(judge, "orders", ("AB",)))
+        rows = self.store.query(
+            "SELECT * FROM labels WHERE run_id=? AND step=? AND annotator_id=? AND annotator_version=?"
+            " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id",
+            (self.run_id, step, ann.id, ann.version))
+        by_key = {}
+        for r in rows:
+            by_key.setdefault((r["pair_id"], r["shown_order"]), r)
+        tie_band = getattr(judge, "tie_band", 0.0) or 0.0
+        out = {}
+        for p in pairs:
+            if all((p.pair_id, o) in by_key for o in orders):
+                labs = [Label(pair_id=p.pair_id, annotator=ann, verdict=by_key[(p.pair_id, o)]["verdict"],
+                              shown_order=o, p_a=by_key[(p.pair_id, o)]["p_a"],
+                              raw_output=by_key[(p.pair_id, o)]["raw_output"] or "", run_id=self.run_id, step=step,
+                              cached=True) for o in orders]
+                verdict, p_a, consistent = combine_orders(labs, tie_band)
+                out[p.pair_id] = Judgement(pair=p, verdict=verdict, p_a=p_a, labels=labs, consistent=consistent)
+        return out
+
+
+def prompt_row(prompt) -> dict:
+    """A task prompt row {prompt, reference?, id?}, or a bare prompt (text or chat messages)."""
+    if isinstance(prompt, dict) and "prompt" in prompt:
+        return prompt
+    return {"prompt": prompt}
+
+
+def prompt_text(prompt) -> str:
+    """What the store and the annotator see: the text, or the chat messages as JSON."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
+
+def objective_config(cfg):
+    """The run config the objective reads: responses cut at `sampling.max_new_tokens`, so a response
+    sampled without EOS is trained without one (encode_response appends EOS, then cuts)."""
+    out = copy.deepcopy(cfg)
+    out.data.max_response_tokens = cfg.sampling.max_new_tokens
+    return out
+
+
+def build(cfg, store, run_id, model, tokenizer, ref, home):
+    """(OaifSource, PreferenceObjective) for the trainer; the annotator stays inside the LabelFn."""
+    from judges import make_label_fn
+    from judges.registry import load_judge
+
+    from ..models import pick_device
+    from ..sampling import make_sampler
+    from ..tasks import load_task
+
+    task = load_task(cfg.data.task)
+    prompts = list(task.prompts(cfg.data.split))
+    if cfg.data.max_train:
+        prompts = prompts[:cfg.data.max_train]
+    judge = load_judge(cfg.judge, home, str(pick_device(cfg.model.device)), rubric=getattr(task, "rubric", None))
+    label_fn = make_label_fn(judge, store, run_id)
+    sampler = make_sampler(cfg.sampling, model, tokenizer, cfg.data, system=task.spec.system)
+    source = OaifSource(cfg, store, run_id, sampler, label_fn, prompts, task_name=cfg.data.task)
+    return source, PreferenceObjective(objective_config(cfg))

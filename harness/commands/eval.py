@@ -1,0 +1,252 @@
+"""`harness eval`: win rate of a policy against a baseline on a task's evaluation prompts.
+
+    harness eval --policy RUN_ID|MODEL|outputs.jsonl --baseline initial|RUN_ID|MODEL|outputs.jsonl|reference
+                 --judge NAME [--task T] [--n N] [--temperature 0] [--max-new-tokens 64]
+
+Each side answers every prompt once (greedy by default, sampled with --temperature > 0); the
+judge sees every pair in both orders (AB and BA), and the combined verdict scores the policy
+1 / 0.5 (tie) / 0. Reported: win rate (ties half), n, wins/ties/losses, a percentile-bootstrap 95%
+CI, and the length-controlled win rate (harness/evaluation/winrate.py). The pairs and labels go to
+the store (policy_a = policy, policy_b = baseline) and the summary is a `winrate` result.
+"""
+from __future__ import annotations
+
+import gc
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..config import ConfigError, JudgeRef, ModelConfig, SamplingConfig
+from ..report import emit
+from ..store import Store, StoreError
+
+
+@dataclass
+class PolicySpec:
+    kind: str  # run | model | outputs | reference
+    name: str  # how results and pairs name it
+    model_cfg: ModelConfig | None = None
+    init_from: str | None = None  # checkpoint dir with the weights (runs, initial policies)
+    path: Path | None = None  # outputs file
+    run_id: str | None = None
+    task: str | None = None  # a run's task
+
+
+def _model_cfg(d: dict) -> ModelConfig:
+    from ..config import _build
+
+    return _build(ModelConfig, d, "run config: model.")
+
+
+def resolve_policy(spec: str, store: Store, policy: PolicySpec | None = None) -> PolicySpec:
+    """What --policy / --baseline names. `policy` (the resolved --policy) is needed for `initial`."""
+    if spec == "reference":
+        return PolicySpec("reference", "reference")
+    if spec == "initial":
+        if policy is None or policy.kind != "run":
+            raise ConfigError("--baseline initial: needs --policy to be a run id (its starting model is the baseline)")
+        cfg = store.get_run(policy.run_id)["config"]
+        model_cfg = _model_cfg(cfg.get("model", {}))
+        init = cfg.get("init_from")
+        if init and not Path(init).exists():  # a run id: its newest checkpoint
+            ckpt = store.latest_checkpoint(init)
+            if ckpt is None:
+                raise StoreError(f"run {policy.run_id}: init_from {init!r} has no checkpoint")
+            init = str(ckpt)
+        name = model_cfg.name if not init else f"{model_cfg.name}+{Path(init).name}"
+        return PolicySpec("model", f"initial:{name}", model_cfg, init_from=init, task=cfg.get("data", {}).get("task"))
+    path = Path(spec).expanduser()
+    if spec.endswith((".jsonl", ".json")):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: outputs file not found")
+        return PolicySpec("outputs", f"outputs:{path.stem}", path=path)
+    runs = store.query("SELECT run_id FROM runs WHERE run_id=?", (spec,))
+    if runs:
+        run = store.get_run(spec)
+        ckpt = store.latest_checkpoint(spec)
+        if ckpt is None:
+            raise StoreError(f"run {spec}: has no complete checkpoint to evaluate")
+        model_cfg = _model_cfg(run["config"].get("model", {}))
+        return PolicySpec("run", spec, model_cfg, init_from=str(ckpt), run_id=spec,
+                          task=run["config"].get("data", {}).get("task"))
+    return PolicySpec("model", spec, ModelConfig(name=spec))
+
+
+def read_outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """An outputs file -> ({id: response}, {prompt: response}). Lines: {prompt, response} (or
+    alpaca_eval's {instruction, output}), optionally with the task prompt's `id`."""
+    by_id, by_prompt = {}, {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}: line {n}: expected a JSON object")
+            response = row.get("response", row.get("output"))
+            prompt = row.get("prompt", row.get("instruction"))
+            if not isinstance(response, str):
+                raise ValueError(f"{path}: line {n}: field 'response' (or 'output') missing or not text")
+            if prompt is None and row.get("id") is None:
+                raise ValueError(f"{path}: line {n}: needs 'prompt' (or 'instruction') or 'id'")
+            if row.get("id") is not None:
+                by_id[str(row["id"])] = response
+            if prompt is not None:
+                by_prompt[prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)] = response
+    return by_id, by_prompt
+
+
+def _prompt_key(prompt) -> str:
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
+
+def policy_outputs(spec: PolicySpec, rows: Sequence[dict], sampling: SamplingConfig, data_cfg, home=None,
+                   system: str | None = None) -> list[str]:
+    """One response per prompt row ({prompt, reference?, id?}) from the policy `spec`."""
+    if spec.kind == "reference":
+        missing = [r.get("id", i) for i, r in enumerate(rows) if not r.get("reference")]
+        if missing:
+            raise ValueError(f"baseline reference: the task has no reference answer for prompts {missing[:5]}")
+        return [r["reference"] for r in rows]
+    if spec.kind == "outputs":
+        by_id, by_prompt = read_outputs(spec.path)
+        out = []
+        for r in rows:
+            got = by_id.get(str(r.get("id"))) if r.get("id") is not None else None
+            got = got if got is not None else by_prompt.get(_prompt_key(r["prompt"]))
+            if got is None:
+                raise ValueError(f"{spec.path}: no output for prompt {r.get('id') or _prompt_key(r['prompt'])[:60]!r}")
+            out.append(got)
+        return out
+    from ..models import load_model
+    from ..sampling import make_sampler
+
+    model, tok = load_model(spec.model_cfg, home, for_training=False, init_from=spec.init_from)
+    try:
+        sampler = make_sampler(sampling, model, tok, data_cfg, system=system)
+        samples = sampler.sample([r["prompt"] for r in rows], 1)
+    finally:
+        del model
+        gc.collect()
+    return [s[0].text for s in samples]
+
+
+def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequence[str], baseline_out: Sequence[str],
+                  policy_name: str, baseline_name: str, task: str, run_id: str | None = None,
+                  orders: Sequence[str] = ("AB", "BA"), n_boot: int = 1000, seed: int = 0) -> dict:
+    """Judge policy (A) vs baseline (B) on every prompt in both orders; store; return the summary."""
+    from judges import label_and_store
+
+    from ..evaluation.winrate import length_controlled_win_rate, preference_scores, win_rate
+    from ..records import Pair
+
+    pairs = [Pair(prompt=_prompt_key(r["prompt"]), response_a=a, response_b=b, source="eval", dataset=task,
+                  record_id=r.get("id"), run_id=run_id, policy_a=policy_name, policy_b=baseline_name,
+                  reference=r.get("reference")) for r, a, b in zip(rows, policy_out, baseline_out)]
+    judgements = label_and_store(judge, pairs, store, run_id=run_id, step=None, orders=orders,
+                                 progress=len(pairs) > 8)
+    scores = preference_scores(verdicts=[j.verdict for j in judgements], policy_is="A")
+    wr = win_rate(scores, n_boot=n_boot, seed=seed)
+    lc = length_controlled_win_rate(scores, [len(a) for a in policy_out], [len(b) for b in baseline_out],
+                                    n_boot=min(n_boot, 200), seed=seed)
+    labels = [lab for j in judgements for lab in j.labels if lab.verdict in ("A", "B")]
+    first = [(lab.verdict == "A") == (lab.shown_order == "AB") for lab in labels]
+    both = [j.consistent for j in judgements if j.consistent is not None]
+    return {
+        "policy": policy_name, "baseline": baseline_name, "judge": judge.annotator.id,
+        "judge_version": judge.annotator.version, "task": task, **wr,
+        "lc_win_rate": lc["lc_win_rate"], "lc_ci_low": lc["ci_low"], "lc_ci_high": lc["ci_high"],
+        "length_coef": lc["length_coef"],
+        "mean_chars_policy": sum(map(len, policy_out)) / max(len(policy_out), 1),
+        "mean_chars_baseline": sum(map(len, baseline_out)) / max(len(baseline_out), 1),
+        "p_first": sum(first) / len(first) if first else float("nan"),
+        "consistency": sum(both) / len(both) if both else float("nan"),
+        "pair_ids": [p.pair_id for p in pairs],
+    }
+
+
+def evaluate(store: Store, policy: str, baseline: str = "initial", judge: str | JudgeRef = "smollm2-logprob",
+             task: str | None = None, split: str = "eval", n: int | None = None, sampling: SamplingConfig | None = None,
+             home=None, name: str | None = None, orders: Sequence[str] = ("AB", "BA"), seed: int = 0,
+             baseline_outputs: Sequence[str] | None = None, save: bool = True) -> dict:
+    """Sample (or read) both sides on the task's prompts, judge, store a `winrate` result, return it.
+    `baseline_outputs` reuses answers already made (a study compares many policies to one baseline)."""
+    import torch
+
+    from judges.registry import load_judge
+
+    from ..config import DataConfig
+    from ..models import pick_device
+    from ..tasks import load_task
+
+    pol = resolve_policy(policy, store)
+    base = resolve_policy(baseline, store, pol)
+    task_name = task or pol.task or base.task or "quickstart"
+    t = load_task(task_name)
+    rows = t.prompts(split)
+    if n is not None:
+        rows = rows[:n]
+    if not rows:
+        raise ValueError(f"task {task_name}: no {split} prompts")
+    sampling = sampling or SamplingConfig(temperature=0.0, max_new_tokens=64)
+    data_cfg = DataConfig(task=task_name)
+    torch.manual_seed(seed)
+    pol_out = policy_outputs(pol, rows, sampling, data_cfg, home, t.spec.system)
+    torch.manual_seed(seed)
+    base_out = list(baseline_outputs) if baseline_outputs is not None else \
+        policy_outputs(base, rows, sampling, data_cfg, home, t.spec.system)
+    ref = judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge)
+    j = load_judge(ref, home, str(pick_device("auto")), rubric=t.rubric)
+    result = judge_outputs(store, j, rows, pol_out, base_out, pol.name, base.name, task_name, pol.run_id, orders,
+                           seed=seed)
+    result.update(split=split, sampling={"temperature": sampling.temperature, "top_p": sampling.top_p,
+                                         "max_new_tokens": sampling.max_new_tokens}, instruction=ref.instruction)
+    result["baseline_outputs"] = base_out
+    if save:
+        saved = {k: v for k, v in result.items() if k != "baseline_outputs"}
+        result["result_id"] = store.add_result("winrate", saved, name=name or f"{pol.name} vs {base.name}",
+                                               run_id=pol.run_id, task=task_name, judge=j.annotator.id,
+                                               baseline=base.name)
+    return result
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def add_arguments(p):
+    p.add_argument("--policy", required=True, help="a run id, a model (hub id, local dir, smollm2-135m-instruct) "
+                                                    "or an outputs .jsonl ({prompt|id, response})")
+    p.add_argument("--baseline", default="initial", help="initial (the policy run's starting model), a run id, "
+                                                         "a model, an outputs .jsonl, or reference (the task's answers)")
+    p.add_argument("--judge", default="smollm2-logprob", help="judge name (judges/configs/<name>.yaml, rule:..., rm:...)")
+    p.add_argument("--instruction", default=None, help="annotator instruction for an LLM judge")
+    p.add_argument("--task", default=None, help="task whose prompts to use (default: the policy run's task)")
+    p.add_argument("--split", default="eval", choices=("train", "eval"))
+    p.add_argument("--n", type=int, default=None, help="only the first N prompts")
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (default)")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--one-order", action="store_true", help="judge only in the AB order (default: both)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=None, help="name of the stored result")
+
+
+def run(args) -> int:
+    store = Store(args.home)
+    sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
+    result = evaluate(store, args.policy, args.baseline, JudgeRef(name=args.judge, instruction=args.instruction),
+                      task=args.task, split=args.split, n=args.n, sampling=sampling, home=args.home, name=args.name,
+                      orders=("AB",) if args.one_order else ("AB", "BA"), seed=args.seed)
+    result.pop("baseline_outputs", None)
+    if args.format == "json":
+        emit(result, "json")
+        return 0
+    row = {k: result[k] for k in ("policy", "baseline", "judge", "n", "wins", "ties", "losses", "n_unparsed",
+                                  "win_rate", "ci_low", "ci_high", "lc_win_rate")}
+    emit([row], "table", title=f"win rate on {result['task']} ({result['split']})")
+    print(f"length-controlled 95% CI [{result['lc_ci_low']:.3f}, {result['lc_ci_high']:.3f}]; mean chars "
+          f"policy {result['mean_chars_policy']:.0f} vs baseline {result['mean_chars_baseline']:.0f}; "
+          f"P(first shown preferred) {result['p_first']:.2f}; both orders agree {result['consistency']:.2f}")
+    return 0

@@ -1,0 +1,184 @@
+"""`harness study controllability CONFIG --instructions "…" "…"` (or `--judges rule:shorter rule:longer`).
+
+The OAIF paper (Guo et al. 2024, §4.6) steers response length through the annotator's instruction
+alone. This trains the same OAIF run (same config, same seed) once per annotator instruction or
+per annotator, then reports for each:
+  - per step: mean response length of the policy's samples (tokens; also words) and the
+    annotator's preference rate for the shorter response of each pair (`judge/prefers_shorter`);
+  - at the end: the win rate of the final policy against the initial policy on the task's eval
+    prompts under ONE fixed judge without any instruction (`--eval-judge`), ties half, with a
+    bootstrap 95% CI and the length-controlled win rate.
+Runs share a group name; a run already done in that group is reused, an unfinished one resumed.
+The summary is stored as a `controllability` result.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import re
+
+from ..config import JudgeRef, SamplingConfig, load_config
+from ..report import emit
+from ..store import Store
+
+NO_INSTRUCTION = ("", "default", "none")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:32] or "default"
+
+
+def variants(cfg, instructions: list[str] | None, judges: list[str] | None) -> list[dict]:
+    """One dict per arm: {label, slug, overrides, judge, instruction}."""
+    if bool(instructions) == bool(judges):
+        raise ValueError("study controllability: give --instructions or --judges (one of them)")
+    out = []
+    if instructions:
+        if cfg.judge.name.startswith(("rule:", "rm:")):
+            raise ValueError(f"study controllability: judge {cfg.judge.name} takes no instruction; "
+                             "use an LLM judge in the config, or --judges")
+        for text in instructions:
+            instr = None if text.strip().lower() in NO_INSTRUCTION else text
+            out.append({"label": instr or "(no instruction)", "slug": _slug(instr or "default"),
+                        "judge": cfg.judge.name, "instruction": instr,
+                        "overrides": [f"judge.instruction={json.dumps(instr) if instr else 'null'}"]})
+    else:
+        for name in judges:
+            out.append({"label": name, "slug": _slug(name), "judge": name, "instruction": None,
+                        "overrides": [f"judge.name={json.dumps(name)}", "judge.instruction=null"]})
+    slugs = [v["slug"] for v in out]
+    if len(set(slugs)) != len(slugs):
+        raise ValueError(f"study controllability: arms must differ ({slugs})")
+    return out
+
+
+def train_arm(store: Store, config: str, overrides: list[str], arm: dict, run_id: str, group: str,
+              quiet: bool = True) -> str:
+    """Train one arm through `harness train` (so it is exactly a normal OAIF run), or reuse/resume it."""
+    from . import train
+
+    existing = store.query("SELECT status FROM runs WHERE run_id=?", (run_id,))
+    if existing and existing[0]["status"] == "done":
+        return run_id
+    extra = ["resume=true"] if existing else []
+    args = argparse.Namespace(config=config, overrides=list(overrides) + arm["overrides"] + extra, run_id=run_id,
+                              group=group, home=str(store.home), format="json")
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink) if quiet else contextlib.nullcontext():
+        train.run(args)
+    return run_id
+
+
+def per_step(store: Store, run_id: str) -> list[dict]:
+    df = store.metrics([run_id])
+    cols = {"sample/len_mean": "len_mean", "sample/words_mean": "words_mean",
+            "judge/prefers_shorter": "prefers_shorter", "sample/truncated_rate": "truncated_rate",
+            "judge/tie_rate": "tie_rate", "judge/p_first": "p_first", "loss": "loss"}
+    rows = []
+    for _, r in df.iterrows():
+        row = {"step": int(r["step"])}
+        for src, dst in cols.items():
+            v = r.get(src)
+            row[dst] = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+        rows.append(row)
+    return rows
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def run_study(store: Store, config: str, overrides: list[str], instructions=None, judges=None,
+              group: str | None = None, eval_judge: str | None = None, eval_n: int | None = None,
+              eval_max_new_tokens: int | None = None, evaluate_arms: bool = True, quiet: bool = True) -> dict:
+    from .eval import evaluate
+
+    cfg = load_config(config, overrides)
+    if cfg.algo != "oaif":
+        raise ValueError(f"{config}: algo: the controllability study trains OAIF runs, not {cfg.algo!r}")
+    arms = variants(cfg, instructions, judges)
+    group = group or f"ctl-{cfg.name or 'oaif'}-{_slug('-'.join(a['slug'] for a in arms))}"
+    neutral = eval_judge or (cfg.judge.name if not cfg.judge.name.startswith(("rule:", "rm:")) else JudgeRef().name)
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=eval_max_new_tokens or cfg.sampling.max_new_tokens)
+    baseline_outputs = None
+    out_arms = []
+    for arm in arms:
+        run_id = train_arm(store, config, overrides, arm, f"{group}-{arm['slug']}", group, quiet)
+        steps = per_step(store, run_id)
+        tail = steps[-3:]
+        entry = {**{k: arm[k] for k in ("label", "judge", "instruction")}, "run_id": run_id, "per_step": steps,
+                 "len_first": steps[0]["len_mean"] if steps else None,
+                 "len_last3": _mean(s["len_mean"] for s in tail),
+                 "words_last3": _mean(s["words_mean"] for s in tail),
+                 "prefers_shorter": _mean(s["prefers_shorter"] for s in steps)}
+        if evaluate_arms:
+            res = evaluate(store, run_id, "initial", JudgeRef(name=neutral), task=cfg.data.task, n=eval_n,
+                           sampling=sampling, home=store.home, name=f"{group}: {arm['label']} vs initial",
+                           baseline_outputs=baseline_outputs)
+            baseline_outputs = res.pop("baseline_outputs")
+            entry["winrate"] = {k: res[k] for k in ("n", "wins", "ties", "losses", "n_unparsed", "win_rate",
+                                                    "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high",
+                                                    "mean_chars_policy", "mean_chars_baseline", "result_id")}
+        out_arms.append(entry)
+    result = {"group": group, "config": config, "overrides": list(overrides), "task": cfg.data.task,
+              "eval_judge": neutral if evaluate_arms else None, "eval_n": eval_n, "arms": out_arms}
+    result["result_id"] = store.add_result("controllability", result, name=group, task=cfg.data.task,
+                                           judge=neutral if evaluate_arms else None, baseline="initial")
+    return result
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def add_arguments(p):
+    p.add_argument("study", choices=("controllability",), help="which study")
+    p.add_argument("config", help="an OAIF run config (algo: oaif)")
+    p.add_argument("overrides", nargs="*", help="dotted.key=value overrides applied to every arm")
+    p.add_argument("--instructions", nargs="+", default=None,
+                   help='annotator instructions, one arm each ("default" = none), e.g. default "Prefer the shorter response."')
+    p.add_argument("--judges", nargs="+", default=None, help="annotators, one arm each, e.g. rule:shorter rule:longer")
+    p.add_argument("--group", default=None, help="group name of the runs (default: from the config and arms)")
+    p.add_argument("--eval-judge", default=None,
+                   help="the fixed, neutral judge of the final win rates (default: the config's LLM judge, "
+                        "without instruction; smollm2-logprob for rule annotators)")
+    p.add_argument("--eval-n", type=int, default=None, help="eval prompts for the win rates (default: all)")
+    p.add_argument("--eval-max-new-tokens", type=int, default=None)
+    p.add_argument("--no-eval", action="store_true", help="skip the final win rates")
+    p.add_argument("--verbose", action="store_true", help="show each run's training output")
+
+
+def run(args) -> int:
+    store = Store(args.home)
+    result = run_study(store, args.config, args.overrides, args.instructions, args.judges, args.group,
+                       args.eval_judge, args.eval_n, args.eval_max_new_tokens, not args.no_eval,
+                       quiet=not args.verbose)
+    if args.format == "json":
+        emit(result, "json")
+        return 0
+    arms = result["arms"]
+    summary = []
+    for a in arms:
+        row = {"arm": a["label"], "run_id": a["run_id"], "len_step1": a["len_first"], "len_last3": a["len_last3"],
+               "words_last3": a["words_last3"], "prefers_shorter": a["prefers_shorter"]}
+        if "winrate" in a:
+            w = a["winrate"]
+            row.update(win_rate=w["win_rate"], ci=f"[{w['ci_low']:.2f}, {w['ci_high']:.2f}]", lc_win_rate=w["lc_win_rate"],
+                       n=w["n"])
+        summary.append(row)
+    emit(summary, "table", title=f"controllability ({result['group']}; win rate vs initial under "
+                                 f"{result['eval_judge']})")
+    steps = sorted({s["step"] for a in arms for s in a["per_step"]})
+    table = []
+    for st in steps:
+        row = {"step": st}
+        for i, a in enumerate(arms):
+            s = next((x for x in a["per_step"] if x["step"] == st), {})
+            row[f"len[{i}]"] = s.get("len_mean")
+            row[f"shorter[{i}]"] = s.get("prefers_shorter")
+        table.append(row)
+    print()
+    emit(table, "table", title="per step: mean response tokens (len[i]) and annotator's P(prefers shorter) "
+                               "(shorter[i]); i = " + ", ".join(f"{i}: {a['label'][:40]}" for i, a in enumerate(arms)))
+    return 0

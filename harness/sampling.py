@@ -1,0 +1,215 @@
+"""Sampling backends: transformers `generate` (CPU/GPU) and a thin in-process vLLM adapter.
+
+Both give `sampler.sample(prompts, n) -> list[list[Sample]]` (n samples per prompt, in prompt
+order) and `sampler.update(model, step)`, called before each step's sampling so the backend samples
+the *current* policy: the transformers backend uses the live model; vLLM gets the policy's weights
+pushed into its engine every `sampling.sync_every` steps.
+
+Randomness comes from the global torch RNG (transformers) or a seed drawn from it (vLLM), so the
+trainer's RNG checkpoint makes a resumed run sample exactly what the interrupted one did.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from .config import DataConfig, SamplingConfig
+from .logprobs import encode_prompt
+
+
+class SamplingError(ValueError):
+    pass
+
+
+@dataclass
+class Sample:
+    text: str  # decoded response, special tokens and EOS removed
+    token_ids: list[int]  # generated ids up to and including EOS (no padding)
+    n_tokens: int  # len(token_ids)
+    truncated: bool  # no EOS within max_new_tokens
+
+    def as_row(self, prompt: str, index: int, policy: str | None = None, meta: dict | None = None) -> dict:
+        """The row `Store.add_samples` takes."""
+        return {"prompt": prompt, "response": self.text, "policy": policy, "n_tokens": self.n_tokens,
+                "truncated": self.truncated, "index": index, "meta": meta or {}}
+
+
+def eos_ids(tokenizer, model=None) -> set[int]:
+    """Every id that ends a response: the tokenizer's EOS and the generation config's (may be a list)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen = getattr(model, "generation_config", None) if model is not None else None
+    extra = getattr(gen, "eos_token_id", None)
+    if isinstance(extra, int):
+        ids.add(extra)
+    elif extra:
+        ids.update(int(i) for i in extra)
+    return ids
+
+
+def split_generated(tokenizer, ids: Sequence[int], eos: set[int], max_new_tokens: int) -> Sample:
+    """Cut one row of generated ids at its first EOS; the rest is padding."""
+    ids = list(ids)
+    end = next((i for i, t in enumerate(ids) if t in eos), None)
+    kept = ids[:end + 1] if end is not None else ids[:max_new_tokens]
+    body = kept[:-1] if end is not None else kept
+    text = tokenizer.decode(body, skip_special_tokens=True)
+    return Sample(text=text, token_ids=kept, n_tokens=len(kept), truncated=end is None)
+
+
+class TransformersSampler:
+    """Batched `generate` with the KV cache and left padding; greedy when temperature == 0."""
+
+    def __init__(self, sampling_cfg: SamplingConfig, model, tokenizer, data_cfg: DataConfig,
+                 system: str | None = None, top_k: int = 0):
+        self.cfg, self.model, self.tokenizer, self.data_cfg = sampling_cfg, model, tokenizer, data_cfg
+        self.system = system
+        self.top_k = top_k  # 0: off, so only temperature / top_p shape the distribution (as configured)
+        self.eos = eos_ids(tokenizer, model)
+        if not self.eos:
+            raise SamplingError("sampling: the tokenizer has no eos_token_id; truncation cannot be detected")
+
+    def update(self, model, step: int) -> None:
+        self.model = model
+
+    def generation_config(self):
+        from transformers import GenerationConfig
+
+        greedy = self.cfg.temperature <= 0
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
+        kw = dict(max_new_tokens=self.cfg.max_new_tokens, do_sample=not greedy, pad_token_id=pad,
+                  eos_token_id=sorted(self.eos), use_cache=True)
+        if not greedy:
+            kw.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=self.top_k)
+        return GenerationConfig(**kw)
+
+    @torch.no_grad()
+    def sample(self, prompts: Sequence[str | list[dict]], n: int = 1) -> list[list[Sample]]:
+        if n < 1:
+            raise SamplingError(f"sampling: n must be >= 1, got {n}")
+        encoded = [encode_prompt(self.tokenizer, p, self.data_cfg.max_prompt_tokens, self.system) for p in prompts]
+        rows = [ids for ids in encoded for _ in range(n)]  # prompt i's samples are rows i*n .. i*n+n-1
+        gen_cfg = self.generation_config()
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()  # no dropout (LoRA) while sampling
+        out: list[Sample] = []
+        try:
+            size = max(1, self.cfg.batch_size)
+            for start in range(0, len(rows), size):
+                out += self._generate(rows[start:start + size], gen_cfg, device)
+        finally:
+            self.model.train(was_training)
+        return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def _generate(self, rows: list[list[int]], gen_cfg, device) -> list[Sample]:
+        width = max(len(r) for r in rows)
+        pad = gen_cfg.pad_token_id
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):  # left padding: every row's next token is at the same column
+            input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            attention[i, width - len(r):] = 1
+        generated = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                        generation_config=gen_cfg)
+        new = generated[:, width:].tolist()
+        return [split_generated(self.tokenizer, ids, self.eos, self.cfg.max_new_tokens) for ids in new]
+
+
+class VllmSampler:
+    """vLLM in-process (`vllm.LLM`), the optional GPU extra. The policy's weights are pushed into the
+    engine every `sync_every` steps (LoRA merged first), so samples come from the current policy."""
+
+    def __init__(self, sampling_cfg: SamplingConfig, model, tokenizer, data_cfg: DataConfig,
+                 system: str | None = None, model_path: str | None = None, gpu_memory_utilization: float = 0.3):
+        vllm = import_vllm()
+        self.cfg, self.tokenizer, self.data_cfg, self.system = sampling_cfg, tokenizer, data_cfg, system
+        self.vllm = vllm
+        path = model_path or getattr(getattr(model, "config", None), "_name_or_path", None)
+        if not path:
+            raise SamplingError("sampling.backend=vllm: cannot tell which checkpoint to start the engine from")
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        self.llm = vllm.LLM(model=path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                            enable_prefix_caching=True, seed=0)
+        self.eos = eos_ids(tokenizer, model)
+        self.synced_step: int | None = None
+
+    def update(self, model, step: int) -> None:
+        every = max(1, self.cfg.sync_every)
+        if self.synced_step is None or step - self.synced_step >= every:
+            push_weights(self.llm, model)
+            self.synced_step = step
+
+    def sample(self, prompts: Sequence[str | list[dict]], n: int = 1) -> list[list[Sample]]:
+        encoded = [encode_prompt(self.tokenizer, p, self.data_cfg.max_prompt_tokens, self.system) for p in prompts]
+        greedy = self.cfg.temperature <= 0
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # from the torch RNG, so resume repeats it
+        params = self.vllm.SamplingParams(n=n, max_tokens=self.cfg.max_new_tokens, seed=seed,
+                                          temperature=0.0 if greedy else self.cfg.temperature,
+                                          top_p=1.0 if greedy else self.cfg.top_p,
+                                          stop_token_ids=sorted(self.eos))
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params, use_tqdm=False)
+        result = []
+        for out in outputs:
+            result.append([split_generated(self.tokenizer, list(c.token_ids), self.eos, self.cfg.max_new_tokens)
+                           for c in out.outputs])
+        return result
+
+
+def import_vllm():
+    try:
+        import vllm  # noqa: F401  (GPU extra; pins its own torch, so never installed with the CPU build)
+    except ImportError as e:
+        raise SamplingError(
+            "sampling.backend: 'vllm' needs the vllm package, which is not installed here "
+            f"({e.__class__.__name__}: {e}). Install the GPU extra (pip install 'feedback-harness[vllm]') "
+            "on a CUDA machine, or set sampling.backend=transformers.") from None
+    return vllm
+
+
+def merged_state_dict(model) -> dict[str, torch.Tensor]:
+    """Full weights under the base model's names; a LoRA adapter is merged in (and unmerged after)."""
+    if hasattr(model, "merge_adapter"):
+        model.merge_adapter()
+        try:
+            state = {}
+            for k, v in model.state_dict().items():
+                if "lora_" in k or "modules_to_save" in k:
+                    continue
+                name = k.removeprefix("base_model.model.").replace(".base_layer", "")
+                state[name] = v.detach().clone()
+        finally:
+            model.unmerge_adapter()
+        return state
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def push_weights(llm, model) -> None:
+    """Load the policy's weights into the running vLLM engine (in-process executor)."""
+    executor = llm.llm_engine.model_executor
+    worker = executor.driver_worker
+    runner = getattr(getattr(worker, "worker", worker), "model_runner", None)
+    if runner is None or not hasattr(runner, "model"):
+        raise SamplingError("sampling.backend=vllm: this vLLM version hides its model runner; "
+                            "run in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0) to sync weights")
+    runner.model.load_weights(merged_state_dict(model).items())
+    if hasattr(llm, "reset_prefix_cache"):
+        llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
+
+
+def make_sampler(sampling_cfg: SamplingConfig, model, tokenizer, data_cfg: DataConfig, system: str | None = None,
+                 **kw):
+    """The configured backend; both share `sample(prompts, n)` and `update(model, step)`."""
+    if sampling_cfg.backend == "transformers":
+        return TransformersSampler(sampling_cfg, model, tokenizer, data_cfg, system, **kw)
+    if sampling_cfg.backend == "vllm":
+        return VllmSampler(sampling_cfg, model, tokenizer, data_cfg, system, **kw)
+    raise SamplingError(f"sampling.backend: unknown backend {sampling_cfg.backend!r} (transformers, vllm)")
+
+
+def mean_length(samples: Sequence[Sample]) -> float:
+    return sum(s.n_tokens for s in samples) / len(samples) if samples else math.nan
