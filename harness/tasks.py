@@ -99,13 +99,9 @@ class Task:
         """Preference records `{prompt, chosen, rejected, p, id}` from `path` (a local file or hub id
         overriding the task's source) or the task's own source."""
         d = self.spec.data
-        source = path or d.path or d.hub
+        source = path or (str(self._resolve(d.path)) if d.path else d.hub)
         if not source:
             raise DataError(f"task {self.name}: has no preference data (set data.path to a preference file)")
-        if not path and not d.path and d.hub is None:
-            raise DataError(f"task {self.name}: no data source")
-        if path is None and d.path:
-            source = str(self._resolve(d.path))
         recs = load_preferences(source, split=split or d.split, fmt=d.format,
                                 data_dir=d.hub_data_dir if source == d.hub else None, limit=limit)
         for r in recs:
