@@ -196,6 +196,9 @@ class HttpBackend:
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         self._client = httpx.Client(timeout=httpx.Timeout(cfg.timeout_s), headers=headers)
 
+    def close(self) -> None:
+        self._client.close()
+
     def check_labels(self, labels: list[str], where: str) -> None:
         pass  # the server's tokenizer is not known here; labels are matched on the returned token text
 

@@ -68,6 +68,22 @@ def _cache_hits(store: Store, keys: Sequence[str]) -> dict[str, dict]:
     return out
 
 
+def _items_of(store: Store, pair_ids: Sequence[str]) -> dict[str, str]:
+    """The dataset item each pair stands for, where imported labels name exactly one (e.g.
+    'pandalm:17'), so the evaluation can compare a judge with the humans item by item. A pair that
+    stands for several items (two records with identical texts) keeps no item: it cannot pick one."""
+    found: dict[str, set] = {}
+    ids = list(dict.fromkeys(pair_ids))
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        rows = store.query(
+            "SELECT DISTINCT pair_id, json_extract(meta_json, '$.item') AS item FROM labels WHERE pair_id IN (%s)"
+            " AND json_extract(meta_json, '$.item') IS NOT NULL" % ",".join("?" * len(chunk)), chunk)
+        for r in rows:
+            found.setdefault(r["pair_id"], set()).add(r["item"])
+    return {pid: next(iter(v)) for pid, v in found.items() if len(v) == 1}
+
+
 def _label_from_row(row: dict, annotator: Annotator, run_id, step) -> Label:
     return Label(pair_id=row["pair_id"], annotator=annotator, verdict=row["verdict"], shown_order=row["shown_order"],
                  p_a=row["p_a"], raw_output=row["raw_output"] or "", latency_s=0.0, tokens_in=0, tokens_out=0,
@@ -141,6 +157,10 @@ def _label_chunk(judge, pairs, store, run_id, step, use_cache, orders) -> list[J
                     lab.meta.setdefault("dedup", fresh_stamp)
                 labels[(p.pair_id, lab.shown_order)] = lab
     distinct = list({p.pair_id: p for p in pairs}.values())
+    items = _items_of(store, [p.pair_id for p in distinct])
+    for (pid, o), lab in labels.items():
+        if pid in items and "item" not in lab.meta:
+            lab.meta["item"] = items[pid]
     store.add_labels([labels[(p.pair_id, o)] for p in distinct for o in orders], distinct)
     tie_band = getattr(judge, "tie_band", 0.0) or 0.0
     out = []

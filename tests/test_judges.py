@@ -363,3 +363,19 @@ def test_reference_similarity_judge(store):
     assert sims[0] > 0.8 and sims[1] is None
     with pytest.raises(ConfigError, match="takes no instruction"):
         load_judge(JudgeRef(name="minilm-reference", instruction="be nice"))
+
+
+def test_labels_name_the_imported_item_of_their_pair(store):
+    """A judge's label on an imported pair carries that pair's item ('pandalm:17'), so agreement can
+    compare it with the human labels item by item; a pair standing for two items keeps none."""
+    from judges import label_and_store, load_judge
+
+    human = Annotator("human", "h1", "v")
+    p0, p1 = SHORT
+    store.add_labels([Label(p0.pair_id, human, "A", meta={"item": "ds:1", "dedup": "ds:1"}),
+                      Label(p1.pair_id, human, "B", meta={"item": "ds:2", "dedup": "ds:2"}),
+                      Label(p1.pair_id, human, "B", meta={"item": "ds:3", "dedup": "ds:3"})], [p0, p1])
+    out = label_and_store(load_judge("rule:shorter"), SHORT, store)
+    assert out[0].labels[0].meta["item"] == "ds:1" and "item" not in out[1].labels[0].meta
+    df = store.labels_df("annotator_id='rule:shorter'")
+    assert json.loads(df["meta_json"].iloc[0])["item"] == "ds:1"
