@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -309,7 +310,7 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
         start = done + 1
         if accelerator.is_main_process:
             store.truncate_run_after(run_id, done)
-            print(f"resumed {run_id} from {ckpt} (step {done})")
+            print(f"resumed {run_id} from {ckpt} (step {done})", file=sys.stderr)  # stdout may be --format json
     if accelerator.is_main_process:
         store.set_run_status(run_id, "running")
 
