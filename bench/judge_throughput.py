@@ -13,6 +13,8 @@ Writes bench/results/judge_throughput.json: pairs/s of each, the ratios logprob 
 logprob / reasoning (goal >= 5x), parse rates, P(first shown) and logprob-vs-generate agreement.
 
     .venv/bin/python bench/judge_throughput.py [--pairs 32] [--orders AB] [--variants ...]
+    .venv/bin/python bench/judge_throughput.py --pairs 16 --variants logprob-bf16,logprob-fp32 \
+        --out bench/results/judge_throughput_dtype.json      # what bf16 buys a frozen judge
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--orders", default="AB", help="AB or AB,BA")
-    ap.add_argument("--variants", default="logprob-bf16,generate-bf16,logprob-fp32,reasoning-bf16",
+    ap.add_argument("--variants", default="logprob-bf16,generate-bf16,reasoning-bf16",
                     help=f"which of {', '.join(VARIANTS)} to time (the first two give the headline ratio)")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="override the generate configs' max_new_tokens")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "judge_throughput.json"))
