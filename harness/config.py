@@ -86,6 +86,7 @@ class SamplingConfig:
     max_new_tokens: int = 48
     sync_every: int = 1  # vllm: push policy weights every k steps
     batch_size: int = 16
+    dtype: str = "auto"  # transformers: auto = sample the policy itself; bf16/fp16/fp32 = a copy in that dtype, synced every sync_every steps
 
 
 @dataclass

@@ -65,16 +65,46 @@ class TransformersSampler:
     """Batched `generate` with the KV cache and left padding; greedy when temperature == 0."""
 
     def __init__(self, sampling_cfg: SamplingConfig, model, tokenizer, data_cfg: DataConfig,
-                 system: str | None = None, top_k: int = 0):
+                 system: str | None = None, top_k: int = 0, min_new_tokens: int = 0):
         self.cfg, self.model, self.tokenizer, self.data_cfg = sampling_cfg, model, tokenizer, data_cfg
         self.system = system
         self.top_k = top_k  # 0: off, so only temperature / top_p shape the distribution (as configured)
+        self.min_new_tokens = min_new_tokens  # benches: > 0 holds EOS back so both sides sample equal lengths
         self.eos = eos_ids(tokenizer, model)
         if not self.eos:
             raise SamplingError("sampling: the tokenizer has no eos_token_id; truncation cannot be detected")
+        if getattr(sampling_cfg, "dtype", "auto") not in ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32"):
+            raise SamplingError(f"sampling.dtype: {sampling_cfg.dtype!r} is not auto, bf16, fp16 or fp32")
+        self.copy = self.copy_source = self.synced_step = None
+        self.update(model, 0)
 
     def update(self, model, step: int) -> None:
+        """Sample `model` from now on; with `sampling.dtype` set, refresh the low-precision copy
+        every `sync_every` steps (like the vLLM backend, a sampling-only copy of the policy)."""
         self.model = model
+        dtype = self._copy_dtype(model)
+        if dtype is None:
+            self.copy, self.synced_step = None, None
+            return
+        every = max(1, self.cfg.sync_every)
+        if self.copy is None or self.copy_source is not model:
+            import copy as _copy
+
+            self.copy = _copy.deepcopy(model).to(dtype).eval().requires_grad_(False)
+            self.copy_source, self.synced_step = model, step
+        elif self.synced_step is None or step - self.synced_step >= every:
+            with torch.no_grad():
+                self.copy.load_state_dict(model.state_dict())  # casts into the copy's dtype
+            self.synced_step = step
+
+    def _copy_dtype(self, model):
+        name = getattr(self.cfg, "dtype", "auto")
+        if name in (None, "auto"):
+            return None
+        from .models import pick_dtype
+
+        dtype = pick_dtype(name, next(model.parameters()).device)
+        return None if dtype == next(model.parameters()).dtype else dtype
 
     def generation_config(self):
         from transformers import GenerationConfig
@@ -83,6 +113,8 @@ class TransformersSampler:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos)
         kw = dict(max_new_tokens=self.cfg.max_new_tokens, do_sample=not greedy, pad_token_id=pad,
                   eos_token_id=sorted(self.eos), use_cache=True)
+        if self.min_new_tokens:
+            kw["min_new_tokens"] = self.min_new_tokens
         if not greedy:
             kw.update(temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=self.top_k)
         return GenerationConfig(**kw)
@@ -94,19 +126,20 @@ class TransformersSampler:
         encoded = [encode_prompt(self.tokenizer, p, self.data_cfg.max_prompt_tokens, self.system) for p in prompts]
         rows = [ids for ids in encoded for _ in range(n)]  # prompt i's samples are rows i*n .. i*n+n-1
         gen_cfg = self.generation_config()
-        device = next(self.model.parameters()).device
-        was_training = self.model.training
-        self.model.eval()  # no dropout (LoRA) while sampling
+        model = self.copy if self.copy is not None else self.model
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()  # no dropout (LoRA) while sampling
         out: list[Sample] = []
         try:
             size = max(1, self.cfg.batch_size)
             for start in range(0, len(rows), size):
-                out += self._generate(rows[start:start + size], gen_cfg, device)
+                out += self._generate(model, rows[start:start + size], gen_cfg, device)
         finally:
-            self.model.train(was_training)
+            model.train(was_training)
         return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
 
-    def _generate(self, rows: list[list[int]], gen_cfg, device) -> list[Sample]:
+    def _generate(self, model, rows: list[list[int]], gen_cfg, device) -> list[Sample]:
         width = max(len(r) for r in rows)
         pad = gen_cfg.pad_token_id
         input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -114,7 +147,7 @@ class TransformersSampler:
         for i, r in enumerate(rows):  # left padding: every row's next token is at the same column
             input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
             attention[i, width - len(r):] = 1
-        generated = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+        generated = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                         generation_config=gen_cfg)
         new = generated[:, width:].tolist()
         return [split_generated(self.tokenizer, ids, self.eos, self.cfg.max_new_tokens) for ids in new]

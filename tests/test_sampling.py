@@ -102,3 +102,25 @@ def test_vllm_missing_is_a_clear_error(tiny):
 def test_bad_n(tiny):
     with pytest.raises(SamplingError, match="n must be >= 1"):
         sampler(tiny).sample(PROMPTS, 0)
+
+
+def test_low_precision_sampling_copy_synced_every_k_steps(tiny):
+    """sampling.dtype=bf16: samples come from a bf16 copy of the policy, refreshed every sync_every steps."""
+    import copy
+
+    model, tok = tiny
+    policy = copy.deepcopy(model)
+    s = make_sampler(SamplingConfig(max_new_tokens=6, dtype="bf16", sync_every=2), policy, tok, DataConfig())
+    assert s.copy is not None and next(s.copy.parameters()).dtype == torch.bfloat16
+    name, param = next((n, p) for n, p in policy.named_parameters() if n.endswith("embed_tokens.weight"))
+    with torch.no_grad():
+        param.add_(0.5)
+    copied = lambda: dict(s.copy.named_parameters())[name].float()  # noqa: E731
+    s.update(policy, 1)  # one step after the last sync: not yet
+    assert not torch.allclose(copied(), param, atol=0.05)
+    s.update(policy, 2)
+    assert torch.allclose(copied(), param, atol=0.02)
+    out = s.sample(PROMPTS[:2], 2)
+    assert [len(o) for o in out] == [2, 2]
+    with pytest.raises(SamplingError, match="sampling.dtype"):
+        make_sampler(SamplingConfig(dtype="int3"), policy, tok, DataConfig())

@@ -94,7 +94,8 @@ def _mean(xs) -> float:
 
 def run_study(store: Store, config: str, overrides: list[str], instructions=None, judges=None,
               group: str | None = None, eval_judge: str | None = None, eval_n: int | None = None,
-              eval_max_new_tokens: int | None = None, evaluate_arms: bool = True, quiet: bool = True) -> dict:
+              eval_max_new_tokens: int | None = None, evaluate_arms: bool = True, quiet: bool = True,
+              eval_temperature: float = 0.0) -> dict:
     from .eval import evaluate
 
     cfg = load_config(config, overrides)
@@ -103,7 +104,8 @@ def run_study(store: Store, config: str, overrides: list[str], instructions=None
     arms = variants(cfg, instructions, judges)
     group = group or f"ctl-{cfg.name or 'oaif'}-{_slug('-'.join(a['slug'] for a in arms))}"
     neutral = eval_judge or (cfg.judge.name if not cfg.judge.name.startswith(("rule:", "rm:")) else JudgeRef().name)
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=eval_max_new_tokens or cfg.sampling.max_new_tokens)
+    sampling = SamplingConfig(temperature=eval_temperature,
+                              max_new_tokens=eval_max_new_tokens or cfg.sampling.max_new_tokens)
     baseline_outputs = None
     out_arms = []
     for arm in arms:
@@ -125,7 +127,9 @@ def run_study(store: Store, config: str, overrides: list[str], instructions=None
                                                     "mean_chars_policy", "mean_chars_baseline", "result_id")}
         out_arms.append(entry)
     result = {"group": group, "config": config, "overrides": list(overrides), "task": cfg.data.task,
-              "eval_judge": neutral if evaluate_arms else None, "eval_n": eval_n, "arms": out_arms}
+              "eval_judge": neutral if evaluate_arms else None, "eval_n": eval_n,
+              "eval_sampling": {"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens},
+              "arms": out_arms}
     result["result_id"] = store.add_result("controllability", result, name=group, task=cfg.data.task,
                                            judge=neutral if evaluate_arms else None, baseline="initial")
     return result
@@ -145,6 +149,7 @@ def add_arguments(p):
                         "without instruction; smollm2-logprob for rule annotators)")
     p.add_argument("--eval-n", type=int, default=None, help="eval prompts for the win rates (default: all)")
     p.add_argument("--eval-max-new-tokens", type=int, default=None)
+    p.add_argument("--eval-temperature", type=float, default=0.0, help="0: greedy answers (default)")
     p.add_argument("--no-eval", action="store_true", help="skip the final win rates")
     p.add_argument("--verbose", action="store_true", help="show each run's training output")
 
@@ -153,7 +158,7 @@ def run(args) -> int:
     store = Store(args.home)
     result = run_study(store, args.config, args.overrides, args.instructions, args.judges, args.group,
                        args.eval_judge, args.eval_n, args.eval_max_new_tokens, not args.no_eval,
-                       quiet=not args.verbose)
+                       quiet=not args.verbose, eval_temperature=args.eval_temperature)
     if args.format == "json":
         emit(result, "json")
         return 0
