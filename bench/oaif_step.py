@@ -17,7 +17,11 @@ load from other processes hits both alike; the first step of each side is a warm
   the pair (completions i and i+B) and returns (p, 1-p): equal annotator work on both sides; the
   harness also writes every sample and label to its store.
 
-Writes bench/results/oaif_step.json: median seconds per step and the ratio TRL / harness.
+The harness side runs twice per round on the same policy and optimizer: sampling the fp32 policy
+itself (exactly what TRL samples), and sampling a bf16 copy synced every step (`sampling.dtype:
+bf16`, the CPU counterpart of the vLLM backend's low-precision engine).
+
+Writes bench/results/oaif_step.json: median seconds per step and the ratios TRL / harness.
 
     .venv/bin/python bench/oaif_step.py [--prompts-per-step 4] [--steps 3] [--settings rule llm]
 """
@@ -68,6 +72,9 @@ def harness_stepper(model, tok, prompts, bs, judge, max_new, home):
     policy = copy.deepcopy(model).train().requires_grad_(True)
     ref = Reference(model, shares_weights=False)  # the frozen base model, shared with the TRL side (memory)
     sampler = TransformersSampler(cfg.sampling, policy, tok, cfg.data, min_new_tokens=max_new)
+    bf16_cfg = copy.deepcopy(cfg.sampling)
+    bf16_cfg.dtype = "bf16"  # a sampling-only bf16 copy of the policy, synced every step
+    samplers = {"fp32": sampler, "bf16": TransformersSampler(bf16_cfg, policy, tok, cfg.data, min_new_tokens=max_new)}
     source = OaifSource(cfg, store, run_id, sampler, make_label_fn(judge, store, run_id), prompts, "quickstart")
     source._order = lambda epoch: list(range(len(prompts)))  # the TRL side's order
     objective = PreferenceObjective(objective_config(cfg))
@@ -75,7 +82,9 @@ def harness_stepper(model, tok, prompts, bs, judge, max_new, home):
     params = trainer.trainable_parameters(policy, objective)
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
 
-    def step(i: int) -> dict:
+    def step(i: int, sampling: str = "fp32") -> dict:
+        source.sampler = samplers[sampling]
+        i = i if sampling == "fp32" else 1000 + i  # its own step numbers in the store
         ctx.step = i
         t = time.perf_counter()
         data = source.next(i, policy, ctx)
@@ -151,12 +160,12 @@ def trl_stepper(model, tok, prompts, bs, judge, max_new, out_dir):
     return step
 
 
-def interleave(a, b, steps: int) -> tuple[list, list]:
-    ra, rb = [], []
+def interleave(steppers: dict, steps: int) -> dict[str, list]:
+    rows = {k: [] for k in steppers}
     for i in range(1, steps + 2):  # +1: the first step of each side is a warm-up
-        ra.append(a(i))
-        rb.append(b(i))
-    return ra[1:], rb[1:]
+        for name, fn in steppers.items():
+            rows[name].append(fn(i))
+    return {k: v[1:] for k, v in rows.items()}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -176,6 +185,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="timed steps per side and setting (after one warm-up)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--settings", nargs="+", default=["rule", "llm"], choices=sorted(JUDGES))
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="the policy (a smoke test may pass a tiny model)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "oaif_step.json"))
     args = ap.parse_args()
 
@@ -185,7 +195,7 @@ def main() -> None:
     from judges.registry import load_judge
 
     torch.manual_seed(0)
-    model, tok = load_model(ModelConfig(), for_training=False)
+    model, tok = load_model(ModelConfig(name=args.model), for_training=False)
     bs, steps = args.prompts_per_step, args.steps
     prompts = [r["prompt"] for r in load_task("quickstart").prompts("train")][:bs * (steps + 1)]
     results = {}
@@ -195,19 +205,22 @@ def main() -> None:
             torch.manual_seed(0)
             trl = trl_stepper(model, tok, prompts, bs, judge, args.max_new_tokens, tmp)
             ours = harness_stepper(model, tok, prompts, bs, judge, args.max_new_tokens, Path(tmp) / "home")
-            t_rows, h_rows = interleave(trl, ours, steps)
-        r = {"annotator": JUDGES[setting], "trl": summary(t_rows), "harness": summary(h_rows)}
+            rows = interleave({"trl": trl, "harness": ours, "harness_bf16_sampling": lambda i: ours(i, "bf16")},
+                              steps)
+        r = {"annotator": JUDGES[setting], **{k: summary(v) for k, v in rows.items()}}
         r["ratio_trl_over_harness"] = r["trl"]["median_s"] / r["harness"]["median_s"]
+        r["ratio_trl_over_harness_bf16_sampling"] = r["trl"]["median_s"] / r["harness_bf16_sampling"]["median_s"]
         results[setting] = r
-        print(f"{setting} ({JUDGES[setting]}): TRL {r['trl']['median_s']:.2f} s/step, harness "
-              f"{r['harness']['median_s']:.2f} s/step (sample {r['harness']['median_sample_s']:.2f}, judge "
-              f"{r['harness']['median_judge_s']:.2f}), ratio {r['ratio_trl_over_harness']:.2f} (> 1: harness faster)",
-              flush=True)
+        for k in ("harness", "harness_bf16_sampling"):
+            print(f"{setting} ({JUDGES[setting]}): TRL {r['trl']['median_s']:.2f} s/step, {k} "
+                  f"{r[k]['median_s']:.2f} s/step (sample {r[k]['median_sample_s']:.2f}, judge "
+                  f"{r[k]['median_judge_s']:.2f}), ratio {r['trl']['median_s'] / r[k]['median_s']:.2f} "
+                  "(> 1: harness faster)", flush=True)
         del trl, ours, judge
     import transformers
     import trl
 
-    out = {"bench": "oaif_step", "model": "smollm2-135m-instruct (fp32 policy)", "device": "cpu",
+    out = {"bench": "oaif_step", "model": f"{args.model} (fp32 policy)", "device": "cpu",
            "threads": torch.get_num_threads(), "prompts_per_step": bs, "timed_steps": steps,
            "max_new_tokens": args.max_new_tokens, "max_prompt_tokens": MAX_PROMPT, "beta": BETA, "lr": LR,
            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},

@@ -243,3 +243,9 @@ def test_embedded_policy_and_annotator_short_run(tmp_path):
     m = store.metrics(["e"]).set_index("step")
     assert m["judge/consistency"].between(0, 1).all() and m["sample/len_mean"].between(1, 16).all()
     assert m.loc[1, "source/n_examples"] + m.loc[1, "judge/skipped"] == 2
+
+
+def test_soft_ties_need_the_soft_loss(tmp_path, tiny_path, capsys):
+    over = tiny_overrides(tiny_path, **{"oaif.tie_policy": "soft", "loss.kind": "dpo"})
+    assert main(["--home", str(tmp_path / "home"), "train", str(RULE_CONFIG), *over]) == 2
+    assert "oaif.tie_policy: soft" in capsys.readouterr().err

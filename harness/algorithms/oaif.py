@@ -131,10 +131,12 @@ class OaifSource:
         return idx
 
     def take(self, n: int) -> list:
-        out = []
+        out, order, order_epoch = [], None, None
         while len(out) < n:
             epoch, offset = divmod(self.position, len(self.prompts))
-            out.append(self.prompts[self._order(epoch)[offset]])
+            if epoch != order_epoch:
+                order, order_epoch = self._order(epoch), epoch
+            out.append(self.prompts[order[offset]])
             self.position += 1
         return out
 
@@ -242,10 +244,14 @@ def build(cfg, store, run_id, model, tokenizer, ref, home):
     from judges import make_label_fn
     from judges.registry import load_judge
 
+    from ..config import ConfigError
     from ..models import pick_device
     from ..sampling import make_sampler
     from ..tasks import load_task
 
+    if cfg.oaif.tie_policy == "soft" and cfg.loss.kind != "soft":
+        raise ConfigError(f"oaif.tie_policy: soft keeps ties with their probability, which only loss.kind: soft "
+                          f"reads; with loss.kind: {cfg.loss.kind} a tie would train as a win for response A")
     task = load_task(cfg.data.task)
     prompts = list(task.prompts(cfg.data.split))
     if cfg.data.max_train:
