@@ -244,25 +244,33 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_yaml_mapping(path: str | Path, empty_ok: bool = True) -> dict:
+    """A YAML file (safe loader) that must hold a mapping; errors name the file, and the line for
+    YAML syntax errors."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark else ""
+        raise ConfigError(f"{path}:{line} invalid YAML: {e}") from None
+    if data is None and empty_ok:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 defaults: dict | None = None) -> RunConfig:
     """Read YAML (safe loader), apply `a.b=value` overrides, validate into a RunConfig."""
     data: dict = json.loads(json.dumps(defaults or {}))
     where = "config:"
     if path is not None:
-        path = Path(path)
         where = f"{path}:"
-        if not path.exists():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{line} invalid YAML: {e}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        _deep_update(data, loaded)
+        _deep_update(data, read_yaml_mapping(path))
     apply_overrides(data, overrides or [])
     cfg = _build(RunConfig, data, where)
     validate(cfg, where)

@@ -24,9 +24,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from .config import ConfigError, _build
+from .config import ConfigError, _build, read_yaml_mapping
 from .data import DataError, load_preferences, load_prompts
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
@@ -153,14 +152,7 @@ def load_task(name: str | Path) -> Task:
         file = TASKS_DIR / str(name) / "task.yaml"
         if not file.exists():
             raise ConfigError(f"task {name!r}: not found (known: {', '.join(list_tasks()) or 'none'})")
-    try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{file}:{line} invalid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: top level must be a mapping")
+    raw = read_yaml_mapping(file, empty_ok=False)
     if "name" not in raw:
         raise ConfigError(f"{file}: name: missing")
     spec = _build(TaskSpec, raw, f"{file}:")

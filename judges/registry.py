@@ -11,9 +11,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import yaml
 
-from harness.config import ConfigError, JudgeRef
+from harness.config import ConfigError, JudgeRef, read_yaml_mapping
 
 from .base import BOTH_ORDERS
 
@@ -56,15 +55,7 @@ def config_path(name: str) -> Path:
 
 def read_judge_config(path: Path) -> dict:
     """YAML (safe loader) -> dict; errors name the file (and the line for YAML syntax)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{line} invalid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    return read_yaml_mapping(path, empty_ok=False)
 
 
 def load_judge(ref: JudgeRef | str, home=None, device: str | None = None, rubric: str | None = None):

@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
-from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config
+from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config, read_yaml_mapping
 from ..report import emit
 from ..store import Store
 
@@ -68,11 +67,7 @@ ARMS = ("offline_dpo", "oaif", "oaif_shorter", "rlaif")
 def load_demo_config(path: str | Path, overrides: list[str]) -> tuple[DemoConfig, dict]:
     """(DemoConfig, base run-config dict). `base.train.steps=2`-style overrides work too."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    data = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    data = read_yaml_mapping(path)
     apply_overrides(data, overrides)
     base = data.pop("base", {}) or {}
     where = f"{path}:"

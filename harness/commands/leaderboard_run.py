@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ..config import ConfigError, JudgeRef, _build, apply_overrides
+from ..config import ConfigError, JudgeRef, _build, apply_overrides, read_yaml_mapping
 from ..pairs import PairSelection, build_pairs, validate_selection
 from ..report import emit
 from ..store import Store
@@ -81,15 +80,7 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Lea
     """YAML (safe loader) + dotted overrides -> a validated LeaderboardRunConfig; unknown keys fail."""
     path = Path(path)
     where = f"{path}:"
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{path}:{f' line {mark.line + 1}' if mark else ''} invalid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    data = read_yaml_mapping(path)
     apply_overrides(data, overrides or [])
     cfg = _build(LeaderboardRunConfig, data, where)
     validate_selection(cfg.source, f"{path}: source")
