@@ -206,7 +206,7 @@ def _build(cls, data: dict, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(where_join(where, k) for k in unknown)}; "
+        raise ConfigError(f"{where.rstrip(':')}: unknown key(s) {', '.join(where_join(where, k) for k in unknown)}; "
                           f"known: {', '.join(sorted(names))}")
     kwargs = {k: _coerce(v, hints[k], where_join(where, k)) for k, v in data.items()}
     return cls(**kwargs)
