@@ -63,6 +63,7 @@ def test_rloo_with_reward_model_judge(tmp_path, tiny):
         assert finite(m, col), col
     assert m["kl"].iloc[0] == pytest.approx(0.0, abs=1e-4)  # step 1: the policy is the reference
     assert (m["kl"] > -0.1).all()  # the k1 estimate of a small KL: about 0, never far below
+    assert (m["kl_k3"] >= 0).all() and m["kl_k3"].iloc[0] == pytest.approx(0.0, abs=1e-4)
     assert m["clip_frac"].between(0, 1).all() and (m["entropy"] > 0).all()
     assert m["response_len"].between(1, 12).all() and (m["reward_std"] >= 0).all()
     # every sample is stored with the reward the judge gives it

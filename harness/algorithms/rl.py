@@ -308,6 +308,9 @@ class RLObjective:
             log_ratio = out.logps.detach() - old
             metrics.update({
                 "kl": float(losses.masked_sum(out.logps.detach() - ref, mask).mean()),  # to the reference, per sequence
+                # k3 = e^r - 1 - r with r = log pi_ref - log pi: never negative, for monitoring only
+                "kl_k3": float(losses.masked_sum(torch.expm1(ref - out.logps.detach()) - (ref - out.logps.detach()),
+                                                 mask).mean()),
                 "entropy": float(losses.masked_mean(out.entropy, mask).mean()),
                 "approx_kl_old": float(losses.masked_mean(0.5 * log_ratio ** 2, mask).mean()),
                 "response_len": float(mask.sum(-1).mean()),
