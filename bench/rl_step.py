@@ -8,11 +8,13 @@ minus the word count, so scoring costs nothing and the step is about RL). TRL's 
 checkpointing (its default) and bf16 (its default) are turned off: the harness trains fp32 with the
 KV cache on, so this compares like with like.
 
-Both run in this ONE process, one after the other, after a warm-up step each; the timed steps
-are the remaining ones. Writes bench/results/rl_step.json with seconds per step, generated
-tokens per step and the ratio TRL / harness (> 1: the harness is faster).
+Both run in this ONE process, one after the other. The first step of each (warm-up) and the last
+(the harness writes its final checkpoint there) are not timed; the median of the others is. Wall
+seconds and this process's CPU seconds are both recorded: on a shared machine the wall time swings
+with other people's jobs, CPU seconds (with --threads 1) much less. Writes bench/results/rl_step.json
+with both, generated tokens per step and the ratios TRL / harness (> 1: the harness is faster).
 
-    .venv/bin/python bench/rl_step.py [--steps 4] [--max-new-tokens 32]
+    .venv/bin/python bench/rl_step.py [--steps 5] [--max-new-tokens 32] [--threads 1]
 """
 from __future__ import annotations
 
@@ -61,13 +63,27 @@ def harness_steps(base_model, tok, prompts, steps: int, max_new: int, home: Path
     model = copy.deepcopy(base_model).train().requires_grad_(True)
     ref = make_reference(model, cfg.model)
     source, objective = get_builder("rlhf")(cfg, store, run_id, model, tok, ref, home)
+    marks = []  # (wall, cpu) at the start of every step: a step is the span to the next start
+    inner = source.next
+
+    def timed_next(step, model, ctx):
+        marks.append((time.perf_counter(), time.process_time()))
+        return inner(step, model, ctx)
+
+    source.next = timed_next
     trainer.train(cfg, store, run_id, model, tok, source, objective, ref=ref)
     m = store.metrics([run_id])
-    timed = m[m["step"] > 1]
-    return {"s_per_step": statistics.mean(timed["time/step_s"]), "steps_timed": len(timed),
-            "step_times": [round(x, 3) for x in timed["time/step_s"]],
-            "gen_tokens_per_step": statistics.mean(timed["sample/len_mean"]) * N_PROMPTS * K,
-            "reward_mean": statistics.mean(m["reward_mean"])}
+    spans = [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:])][1:]  # drop the warm-up step
+    # the last step is not timed: its end also writes the final checkpoint
+    timed = m[(m["step"] > 1) & (m["step"] < steps)]
+    return _summary(spans) | {"gen_tokens_per_step": statistics.mean(timed["sample/len_mean"]) * N_PROMPTS * K,
+                              "reward_mean": statistics.mean(m["reward_mean"])}
+
+
+def _summary(spans) -> dict:
+    return {"s_per_step": statistics.median(w for w, _ in spans), "cpu_s_per_step": statistics.median(c for _, c in spans),
+            "steps_timed": len(spans), "wall_s": [round(w, 2) for w, _ in spans],
+            "cpu_s": [round(c, 2) for _, c in spans]}
 
 
 def trl_steps(base_model, tok, prompts, steps: int, max_new: int, out_dir: Path) -> dict:
@@ -79,10 +95,10 @@ def trl_steps(base_model, tok, prompts, steps: int, max_new: int, out_dir: Path)
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            starts["t"] = time.perf_counter()
+            starts["t"] = (time.perf_counter(), time.process_time())
 
         def on_step_end(self, args, state, control, **kw):
-            times.append(time.perf_counter() - starts["t"])
+            times.append((time.perf_counter() - starts["t"][0], time.process_time() - starts["t"][1]))
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
@@ -103,18 +119,25 @@ def trl_steps(base_model, tok, prompts, steps: int, max_new: int, out_dir: Path)
     trl = RLOOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
                       callbacks=[Clock()])
     trl.train()
-    timed = times[1:]
-    return {"s_per_step": statistics.mean(timed), "steps_timed": len(timed), "step_times": [round(x, 3) for x in timed],
-            "gen_tokens_per_step": statistics.mean(lengths[1:]) * N_PROMPTS * K if len(lengths) > 1 else None}
+    spans = times[1:steps - 1]  # the same steps as the harness's: not the warm-up, not the last
+    return _summary(spans) | {"gen_tokens_per_step": statistics.mean(lengths[1:steps - 1]) * N_PROMPTS * K
+                              if len(lengths) >= steps - 1 else None}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=4, help="steps per trainer, the first is a warm-up (default 4)")
+    ap.add_argument("--steps", type=int, default=5,
+                    help="steps per trainer; the first (warm-up) and the last are not timed (default 5)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: torch's); 1 makes CPU seconds a clean measure on a shared machine")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--model", default="smollm2-135m-instruct", help="model name or dir (default: the embedded one)")
     ap.add_argument("--out", default=str(REPO / "bench/results/rl_step.json"))
     args = ap.parse_args()
+    if args.steps < 3:
+        ap.error("--steps must be >= 3 (warm-up, timed, last)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from importlib import metadata
 
     from harness.config import ModelConfig
@@ -130,24 +153,28 @@ def main() -> int:
         theirs = trl_steps(base, tok, prompts, args.steps, args.max_new_tokens, Path(tmp) / "trl")
     per_tok = None
     if ours["gen_tokens_per_step"] and theirs["gen_tokens_per_step"]:
-        per_tok = (theirs["s_per_step"] / theirs["gen_tokens_per_step"]) / (ours["s_per_step"] / ours["gen_tokens_per_step"])
+        per_tok = ((theirs["cpu_s_per_step"] / theirs["gen_tokens_per_step"])
+                   / (ours["cpu_s_per_step"] / ours["gen_tokens_per_step"]))
     result = {
         "bench": "rl_step", "what": "one RLOO optimizer step (sample 4x2, score, reference, update)",
         "model": f"{args.model} (fp32)", "prompts_per_step": N_PROMPTS, "k": K,
         "max_new_tokens": args.max_new_tokens, "kl_coef": KL, "lr": LR,
         "harness": ours, "trl": theirs,
-        "ratio_trl_over_harness": theirs["s_per_step"] / ours["s_per_step"],
-        "ratio_per_generated_token": per_tok,
+        "ratio_trl_over_harness": theirs["s_per_step"] / ours["s_per_step"],  # wall seconds, median step
+        "ratio_cpu_trl_over_harness": theirs["cpu_s_per_step"] / ours["cpu_s_per_step"],  # process CPU seconds
+        "ratio_cpu_per_generated_token": per_tok,
         "device": "cuda" if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "load_avg_at_end": os.getloadavg(),
         "versions": {p: metadata.version(p) for p in ("torch", "transformers", "trl")},
         "host": platform.node(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("ratio_trl_over_harness", "ratio_per_generated_token")}, indent=2))
-    print(f"harness {ours['s_per_step']:.2f} s/step, TRL {theirs['s_per_step']:.2f} s/step -> {out}")
+    print(json.dumps({k: result[k] for k in ("ratio_trl_over_harness", "ratio_cpu_trl_over_harness",
+                                             "ratio_cpu_per_generated_token")}, indent=2))
+    print(f"harness {ours['s_per_step']:.2f} s/step ({ours['cpu_s_per_step']:.2f} CPU s), "
+          f"TRL {theirs['s_per_step']:.2f} s/step ({theirs['cpu_s_per_step']:.2f} CPU s) -> {out}")
     return 0
 
 
