@@ -47,9 +47,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(argv: list[str]) -> str | None:
+    """The first positional argument, skipping the values of global flags (`--home runs` is a home, not
+    the `runs` command)."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--home", "--format"):
+            skip = True
+        elif not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = next((a for a in argv if a in COMMANDS), None)
+    command = _command_name(argv)
     parser = build_parser(only=command)
     args = parser.parse_args(argv)
     if not args.command:
