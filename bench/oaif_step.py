@@ -51,7 +51,12 @@ BETA, LR, MAX_PROMPT = 0.1, 1e-5, 96
 JUDGES = {"rule": "rule:shorter", "llm": "smollm2-logprob"}
 
 
-def harness_stepper(model, tok, prompts, bs, judge, max_new, home):
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()  # CUDA work is asynchronous: stop the clock after it ran
+
+
+def harness_stepper(model, tok, prompts, bs, judge, max_new, home, device="cpu"):
     """The body of harness.trainer.train for one OAIF step: source.next, run_objective, clip, AdamW."""
     from accelerate import Accelerator
 
@@ -65,7 +70,8 @@ def harness_stepper(model, tok, prompts, bs, judge, max_new, home):
     from judges import make_label_fn
 
     cfg = load_config(None, ["algo=oaif", f"train.batch_size={bs}", f"data.max_prompt_tokens={MAX_PROMPT}",
-                             f"sampling.max_new_tokens={max_new}", "sampling.temperature=1.0", f"loss.beta={BETA}",
+                             f"sampling.max_new_tokens={max_new}", "sampling.temperature=1.0",
+                             f"sampling.batch_size={2 * bs}",  # one generate call per step, as TRL's f"loss.beta={BETA}",
                              f"train.lr={LR}", "train.schedule=constant", "train.warmup_steps=0"])
     store = Store(home)
     run_id = store.create_run(cfg.to_dict(), "oaif", "quickstart", name="bench")
@@ -78,7 +84,7 @@ def harness_stepper(model, tok, prompts, bs, judge, max_new, home):
     source = OaifSource(cfg, store, run_id, sampler, make_label_fn(judge, store, run_id), prompts, "quickstart")
     source._order = lambda epoch: list(range(len(prompts)))  # the TRL side's order
     objective = PreferenceObjective(objective_config(cfg))
-    ctx = trainer.StepContext(0, cfg, tok, ref, torch.device("cpu"), Accelerator(cpu=True), store, run_id)
+    ctx = trainer.StepContext(0, cfg, tok, ref, torch.device(device), Accelerator(cpu=device == "cpu"), store, run_id)
     params = trainer.trainable_parameters(policy, objective)
     opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
 
@@ -93,6 +99,7 @@ def harness_stepper(model, tok, prompts, bs, judge, max_new, home):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync(device)
         return {"s": time.perf_counter() - t, "loss": metrics.get("loss", float("nan")),
                 "sample_s": data.metrics["source/sample_s"], "judge_s": data.metrics["source/judge_s"],
                 "source_s": t_source, "pairs": len(data.examples),
@@ -127,7 +134,7 @@ def reward_fn(judge, bs):
     return llm
 
 
-def trl_stepper(model, tok, prompts, bs, judge, max_new, out_dir):
+def trl_stepper(model, tok, prompts, bs, judge, max_new, out_dir, device="cpu"):
     from datasets import Dataset
     from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
 
@@ -136,7 +143,7 @@ def trl_stepper(model, tok, prompts, bs, judge, max_new, out_dir):
                            learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0,
                            max_new_tokens=max_new, temperature=1.0, top_k=0, top_p=1.0,
                            generation_kwargs={"min_new_tokens": max_new}, max_length=MAX_PROMPT + max_new,
-                           gradient_checkpointing=False, report_to=[], use_cpu=True, logging_steps=10**6, bf16=False,
+                           gradient_checkpointing=False, report_to=[], use_cpu=device == "cpu", logging_steps=10**6, bf16=False,
                            dataloader_num_workers=0, save_strategy="no")
     policy = copy.deepcopy(model).train().requires_grad_(True)
     trainer = OnlineDPOTrainer(model=policy, ref_model=model, reward_funcs=reward_fn(judge, bs), args=args,
@@ -155,6 +162,7 @@ def trl_stepper(model, tok, prompts, bs, judge, max_new, out_dir):
         trainer.optimizer.step()
         trainer.lr_scheduler.step()
         trainer.model.zero_grad(set_to_none=True)
+        sync(device)
         return {"s": time.perf_counter() - t, "loss": float(loss)}
 
     return step
@@ -186,6 +194,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--settings", nargs="+", default=["rule", "llm"], choices=sorted(JUDGES))
     ap.add_argument("--model", default="smollm2-135m-instruct", help="the policy (a smoke test may pass a tiny model)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="fp32 weights on both sides either way")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "oaif_step.json"))
     args = ap.parse_args()
 
@@ -195,16 +204,17 @@ def main() -> None:
     from judges.registry import load_judge
 
     torch.manual_seed(0)
-    model, tok = load_model(ModelConfig(name=args.model), for_training=False)
+    model, tok = load_model(ModelConfig(name=args.model, device=args.device, dtype="fp32"), for_training=False)
     bs, steps = args.prompts_per_step, args.steps
     prompts = [r["prompt"] for r in load_task("quickstart").prompts("train")][:bs * (steps + 1)]
     results = {}
     for setting in args.settings:
-        judge = load_judge(JUDGES[setting], device="cpu", rubric=load_task("quickstart").rubric)
+        judge = load_judge(JUDGES[setting], device=args.device, rubric=load_task("quickstart").rubric)
         with tempfile.TemporaryDirectory() as tmp:
             torch.manual_seed(0)
-            trl = trl_stepper(model, tok, prompts, bs, judge, args.max_new_tokens, tmp)
-            ours = harness_stepper(model, tok, prompts, bs, judge, args.max_new_tokens, Path(tmp) / "home")
+            trl = trl_stepper(model, tok, prompts, bs, judge, args.max_new_tokens, tmp, args.device)
+            ours = harness_stepper(model, tok, prompts, bs, judge, args.max_new_tokens, Path(tmp) / "home",
+                                   args.device)
             rows = interleave({"trl": trl, "harness": ours, "harness_bf16_sampling": lambda i: ours(i, "bf16")},
                               steps)
         r = {"annotator": JUDGES[setting], **{k: summary(v) for k, v in rows.items()}}
@@ -220,13 +230,14 @@ def main() -> None:
     import transformers
     import trl
 
-    out = {"bench": "oaif_step", "model": f"{args.model} (fp32 policy)", "device": "cpu",
+    out = {"bench": "oaif_step", "model": f"{args.model} (fp32 policy)", "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
            "threads": torch.get_num_threads(), "prompts_per_step": bs, "timed_steps": steps,
            "max_new_tokens": args.max_new_tokens, "max_prompt_tokens": MAX_PROMPT, "beta": BETA, "lr": LR,
            "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
            "host": platform.node(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
            "load_avg_1m_at_end": os.getloadavg()[0],
-           "note": "steps interleaved TRL/harness in one process; median of timed steps; shared 2-core machine",
+           "note": "steps interleaved TRL/harness in one process; median of timed steps; "
+                   + ("one GPU" if args.device == "cuda" else "shared 2-core machine"),
            **results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
