@@ -389,7 +389,11 @@ class Store:
         tmp = root / f".tmp-step-{step}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        yield tmp
+        try:
+            yield tmp
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed write (disk full) leaves no half checkpoint
+            raise
         (tmp / "COMPLETE").write_text(str(step))
         final = root / f"step-{step}"
         shutil.rmtree(final, ignore_errors=True)
@@ -398,6 +402,15 @@ class Store:
                       key=lambda p: int(p.name.split("-")[1]))
         for old in done[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
+
+    def drop_resume_state(self, run_id: str) -> int:
+        """A finished run is never resumed: delete its checkpoints' optimizer states (AdamW's are twice
+        the weights). Weights, scheduler and RNG stay. Returns the bytes freed."""
+        freed = 0
+        for f in self.checkpoints_dir(run_id).glob("step-*/optimizer.safetensors"):
+            freed += f.stat().st_size
+            f.unlink()
+        return freed
 
 
 def _decode_run(r: dict) -> dict:

@@ -366,6 +366,7 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
                                      accelerator).items()}}
     if accelerator.is_main_process:
         store.set_run_status(run_id, "done")
+        store.drop_resume_state(run_id)
     return last
 
 

@@ -91,6 +91,7 @@ def test_checkpoints_are_atomic_and_pruned(store):
     latest = store.latest_checkpoint(rid)
     assert latest.name == "step-6" and (latest / "COMPLETE").exists()
     assert sorted(p.name for p in store.checkpoints_dir(rid).glob("step-*")) == ["step-4", "step-6"]
+    assert not list(store.checkpoints_dir(rid).glob(".tmp-*"))  # the failed write left nothing behind
 
 
 def test_schema_version_is_checked(tmp_path):

@@ -166,6 +166,8 @@ def test_dpo_cli_end_to_end_with_eval(tiny, pairs_file, tmp_path, capsys):
     ckpt = store.latest_checkpoint("r1")
     state = json.loads((ckpt / "trainer_state.json").read_text())
     assert len(state["source"]["ref"]) == 9 and len(state["source"]["eval_ref"]) == 3
+    # a finished run keeps its weights but not the optimizer state only a resume would need
+    assert (ckpt / "model.safetensors").exists() and not list(ckpt.parent.glob("*/optimizer.safetensors"))
     # a second run with the same id is refused; resume of a finished run says so
     assert main(["--home", str(home), "train", str(cfg_path), *args, "--run-id", "r1"]) == 2
     assert "exists already" in capsys.readouterr().err
