@@ -60,6 +60,23 @@ def runs() -> list[dict]:
     return _runs(str(home_path()), version())
 
 
+# Runs that train a policy; the others (sampled pairs, reward models) are still pickable by hand.
+POLICY_ALGOS = ("sft", "dpo", "oaif", "rlhf")
+
+
+def default_runs(runs: list[dict], limit: int = 6) -> list[str]:
+    """The policy runs of the newest run's group (e.g. the four arms of `harness demo`), else the
+    newest three runs. `runs` is oldest first, as `runs()` returns them."""
+    if not runs:
+        return []
+    group = runs[-1].get("group_name")
+    if group:
+        same = [r["run_id"] for r in runs if r.get("group_name") == group and r["algo"] in POLICY_ALGOS]
+        if same:
+            return same[-limit:]
+    return [r["run_id"] for r in runs[-3:]]
+
+
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _metrics(home: str, ver: tuple, run_ids: tuple, split: str) -> pd.DataFrame:
     return _store(home).metrics(list(run_ids), split=split)

@@ -112,6 +112,30 @@ def test_controllability_lines_per_instruction(store):
     assert final.loc[short, "win_rate"] == pytest.approx(0.4) and final.loc[long_, "mean_length"] == pytest.approx(78.5)
 
 
+def test_controllability_without_a_study_uses_oaif_runs_and_their_win_rates(tmp_path, monkeypatch):
+    """What `harness demo` leaves: OAIF runs with and without an instruction, a reward-model and an
+    RLHF run of the same group (not OAIF: not drawn), and one stored win rate per policy."""
+    from harness.store import Store
+
+    store = Store(tmp_path / "home")
+    for rid, algo, instr in [("oaif", "oaif", None), ("oaif-short", "oaif", "Prefer the shorter response."),
+                             ("rm", "reward_model", None), ("rlaif", "rlhf", None)]:
+        store.create_run({"judge": {"name": "smollm2-logprob", "instruction": instr}}, algo, task="quickstart",
+                         run_id=rid, group="demo")
+        for step in (1, 2):
+            store.log_metrics(rid, step, {"sample/len_mean": 40 - step * (5 if instr else 1),
+                                          "judge/prefers_shorter": 0.5})
+        store.add_result("winrate", {"policy": rid, "win_rate": 0.25 if instr else 0.5, "ci_low": 0.1,
+                                     "ci_high": 0.6, "n": 16, "mean_chars_policy": 100.0}, run_id=rid)
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    at = open_page("controllability")
+    assert at.multiselect(key="ct_runs").value == ["oaif", "oaif-short"]
+    summary = at.dataframe[0].value.set_index("instruction")
+    assert summary.loc["Prefer the shorter response. (oaif-short)", "last_length"] == 30
+    final = at.dataframe[1].value.set_index("run_id")
+    assert final["win_rate"].to_dict() == {"oaif": 0.5, "oaif-short": 0.25}
+
+
 # -- Annotators ---------------------------------------------------------------------------------
 def _item_verdicts(store, annotator: str) -> pd.Series:
     df = store.labels_df("l.annotator_id=?", (annotator,))
@@ -318,3 +342,17 @@ def test_make_label_maps_the_shown_side_to_canonical():
     with pytest.raises(ValueError):
         make_label(Shown(p, "AB"), "Ann", "skip")
     assert check_name("  ") and check_name("a" * 65) and check_name("Ann O'Neil-Smith") is None
+
+
+def test_training_page_preselects_the_newest_groups_policy_runs():
+    from dashboards.common import default_runs
+
+    def run(rid, algo, group):
+        return {"run_id": rid, "algo": algo, "group_name": group}
+
+    demo = [run("pairs", "sample_pairs", "g2"), run("dpo", "dpo", "g2"), run("oaif", "oaif", "g2"),
+            run("oaif-short", "oaif", "g2"), run("rm", "reward_model", "g2"), run("rlaif", "rlhf", "g2")]
+    # `harness demo`'s four arms, not its pair sampling or its reward model
+    assert default_runs([run("old", "dpo", "g1"), *demo]) == ["dpo", "oaif", "oaif-short", "rlaif"]
+    ungrouped = [run(f"r{i}", "dpo", None) for i in range(5)]
+    assert default_runs(ungrouped) == ["r2", "r3", "r4"] and default_runs([]) == []

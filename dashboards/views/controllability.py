@@ -15,6 +15,7 @@ if stored:
     names = {f"#{r['result_id']} {r.get('name') or ''} · task {r.get('task') or '?'}": r for r in reversed(stored)}
     chosen = names[st.selectbox("Study result (newest first)", list(names), key="ct_result")]
     steps, final = R.controllability([chosen])
+    final_note = None
 else:
     # No stored study: one line per run, named by the instruction in its config.
     def instruction_of(cfg, prefix=""):
@@ -27,7 +28,7 @@ else:
                 return v if v else "(default rubric)"
         return None
 
-    runs = [r for r in common.runs() if instruction_of(r["config"]) is not None]
+    runs = [r for r in common.runs() if r["algo"] == "oaif" and instruction_of(r["config"]) is not None]
     if not runs:
         common.empty("controllability study", "harness study controllability CONFIG --instructions ...")
         st.stop()
@@ -44,7 +45,13 @@ else:
         steps = pd.DataFrame({"instruction": m["run_id"].map(label), "step": m["step"],
                               "mean_length": col("sample/len_mean", "response_len"),
                               "pref_shorter": col("judge/prefers_shorter", "pref_shorter")})
-    final = pd.DataFrame()
+    # The newest stored win rate of each chosen run (e.g. `harness demo` or `harness eval`).
+    newest = {r["run_id"]: r["result"] for r in common.results("winrate") if r.get("run_id") in chosen_ids}
+    final = pd.DataFrame([{"instruction": label[rid], "win_rate": res.get("win_rate"), "ci_low": res.get("ci_low"),
+                           "ci_high": res.get("ci_high"), "n": res.get("n"), "mean_length": res.get("mean_chars_policy"),
+                           "baseline": res.get("baseline"), "judge": res.get("judge"), "run_id": rid}
+                          for rid, res in newest.items() if res.get("win_rate") is not None])
+    final_note = "The newest stored win rate of each run (`harness eval`, `harness demo`); length in characters."
 
 st.header("Over training steps")
 if steps.empty:
@@ -60,5 +67,7 @@ st.header("Final win rate vs mean length")
 if final.empty:
     st.info("No final win rates stored for this study.")
 else:
+    if final_note:
+        st.caption(final_note)
     st.dataframe(final.dropna(axis=1, how="all"), hide_index=True)
     common.chart(plots.winrate_vs_length_chart(final))

@@ -19,7 +19,7 @@ table = pd.DataFrame([{"run_id": r["run_id"], "name": r["name"], "algo": r["algo
 st.dataframe(table, hide_index=True, height=min(400, 38 + 35 * len(table)))
 
 ids = table["run_id"].tolist()
-chosen = st.multiselect("Runs to compare", ids, default=ids[-3:], key="tr_runs")
+chosen = st.multiselect("Runs to compare", ids, default=common.default_runs(runs), key="tr_runs")
 if not chosen:
     st.info("Pick at least one run.")
     st.stop()
