@@ -12,6 +12,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -340,7 +341,11 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
             metrics["grad_norm"] = float(grad_norm)
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        with warnings.catch_warnings():
+            # A step whose pairs were all skipped (ties) still advances the schedule: steps count
+            # batches of prompts, not updates, so resume and budgets stay exact.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            scheduler.step()
         t_train = time.perf_counter() - t1
         metrics = _reduce_metrics(metrics, accelerator)
         metrics.update({f"source/{k}" if not k.startswith(("judge/", "sample/", "reward", "source/")) else k: v
