@@ -153,7 +153,7 @@ def training_curves(df: pd.DataFrame, metrics: Sequence[str] | None = None, colu
     long = _thin(long.sort_values(["run_id", "metric", "step"]), ["run_id", "metric"], max_points)
     chart = alt.Chart(long).mark_line(point=len(df) <= 60).encode(
         x=alt.X("step:Q"), y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
-        color=alt.Color("run_id:N", title="run"), tooltip=["run_id", "step", "metric", "value"],
+        color=alt.Color("run_id:N", title="run", legend=alt.Legend(orient="bottom", labelLimit=400, columns=2)), tooltip=["run_id", "step", "metric", "value"],
     ).properties(width=230, height=170)
     return chart.facet(facet=alt.Facet("metric:N", sort=list(metrics), title=None), columns=columns) \
         .resolve_scale(y="independent").properties(title=title)
