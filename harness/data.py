@@ -16,7 +16,7 @@ import gzip
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 LOCAL_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 HUMAN, ASSISTANT = "\n\nHuman:", "\n\nAssistant:"
@@ -43,8 +43,9 @@ def _line_of(path: Path, index: int) -> str:
     return f"record {index + 1}"
 
 
-def _scan_json_lines(path: Path) -> None:
-    """Find the first unreadable line of a json-lines file to name it (datasets only says 'failed')."""
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a json-lines file (.gz too); a line that is not
+    a JSON object is a DataError naming the file and line."""
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -56,6 +57,13 @@ def _scan_json_lines(path: Path) -> None:
                 raise DataError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}: line {n}: expected a JSON object, got {type(record).__name__}")
+            yield n, record
+
+
+def _scan_json_lines(path: Path) -> None:
+    """Find the first unreadable line of a json-lines file to name it (datasets only says 'failed')."""
+    for _ in json_lines(path):
+        pass
 
 
 def read_rows(source: str, split: str = "train", data_dir: str | None = None) -> tuple[list[dict], str, Path | None]:
@@ -207,28 +215,19 @@ def load_prompts(path: str | Path) -> list[dict]:
     if not path.exists():
         raise DataError(f"{path}: prompts file not found")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}: line {n}: expected a JSON object")
-            unknown = set(rec) - {"prompt", "reference", "split", "id", "category"}
-            if unknown:
-                raise DataError(f"{path}: line {n}: unknown field(s) {', '.join(sorted(unknown))}")
-            if not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
-                raise DataError(f"{path}: line {n}: field 'prompt': expected a non-empty string")
-            if rec.get("reference") is not None and not isinstance(rec["reference"], str):
-                raise DataError(f"{path}: line {n}: field 'reference': expected a string")
-            if rec.get("split", "train") not in ("train", "eval"):
-                raise DataError(f"{path}: line {n}: field 'split': expected train or eval, got {rec['split']!r}")
-            rec.setdefault("split", "train")
-            rec.setdefault("id", f"{path.parent.name}-{n}")
-            out.append(rec)
+    for n, rec in json_lines(path):
+        unknown = set(rec) - {"prompt", "reference", "split", "id", "category"}
+        if unknown:
+            raise DataError(f"{path}: line {n}: unknown field(s) {', '.join(sorted(unknown))}")
+        if not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
+            raise DataError(f"{path}: line {n}: field 'prompt': expected a non-empty string")
+        if rec.get("reference") is not None and not isinstance(rec["reference"], str):
+            raise DataError(f"{path}: line {n}: field 'reference': expected a string")
+        if rec.get("split", "train") not in ("train", "eval"):
+            raise DataError(f"{path}: line {n}: field 'split': expected train or eval, got {rec['split']!r}")
+        rec.setdefault("split", "train")
+        rec.setdefault("id", f"{path.parent.name}-{n}")
+        out.append(rec)
     if not out:
         raise DataError(f"{path}: no prompts")
     return out

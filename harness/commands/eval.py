@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, JudgeRef, ModelConfig, SamplingConfig
+from ..data import json_lines
 from ..report import emit
 from ..store import Store, StoreError
 
@@ -77,26 +78,17 @@ def read_outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     """An outputs file -> ({id: response}, {prompt: response}). Lines: {prompt, response} (or
     alpaca_eval's {instruction, output}), optionally with the task prompt's `id`."""
     by_id, by_prompt = {}, {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}: line {n}: expected a JSON object")
-            response = row.get("response", row.get("output"))
-            prompt = row.get("prompt", row.get("instruction"))
-            if not isinstance(response, str):
-                raise ValueError(f"{path}: line {n}: field 'response' (or 'output') missing or not text")
-            if prompt is None and row.get("id") is None:
-                raise ValueError(f"{path}: line {n}: needs 'prompt' (or 'instruction') or 'id'")
-            if row.get("id") is not None:
-                by_id[str(row["id"])] = response
-            if prompt is not None:
-                by_prompt[prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)] = response
+    for n, row in json_lines(Path(path)):
+        response = row.get("response", row.get("output"))
+        prompt = row.get("prompt", row.get("instruction"))
+        if not isinstance(response, str):
+            raise ValueError(f"{path}: line {n}: field 'response' (or 'output') missing or not text")
+        if prompt is None and row.get("id") is None:
+            raise ValueError(f"{path}: line {n}: needs 'prompt' (or 'instruction') or 'id'")
+        if row.get("id") is not None:
+            by_id[str(row["id"])] = response
+        if prompt is not None:
+            by_prompt[_prompt_key(prompt)] = response
     return by_id, by_prompt
 
 
