@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from trl_steps import one_step_driver  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BETA, LR, MAX_PROMPT, MAX_RESPONSE = 0.1, 5e-6, 96, 48
 HH = REPO.parent / "shared" / "data" / "hh_rlhf_harmless_base_test" / "test.jsonl.gz"
@@ -118,22 +119,13 @@ def trl_stepper(model, tok, pairs, bs, precompute: bool, out_dir: str):
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tok)
-    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
-    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); we drive the steps ourselves
-    ds = trainer.train_dataset
+    drive = one_step_driver(trainer, bs)
 
     def step(i: int) -> dict:
-        idx = [((i - 1) * bs + j) % len(ds) for j in range(bs)]
         t, c = time.perf_counter(), time.process_time()
-        inputs = trainer._prepare_inputs(trainer.data_collator([ds[k] for k in idx]))
-        trainer.model.train()
-        loss = trainer.training_step(trainer.model, inputs)
-        trainer.accelerator.clip_grad_norm_(trainer.model.parameters(), 1.0)
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        trainer.model.zero_grad(set_to_none=True)
+        loss, inputs = drive(i)
         tokens = int(inputs["completion_mask"].sum())
-        return {"s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "loss": float(loss), "tokens": tokens}
+        return {"s": time.perf_counter() - t, "cpu_s": time.process_time() - c, "loss": loss, "tokens": tokens}
 
     return step
 

@@ -46,6 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from trl_steps import one_step_driver  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 BETA, LR, MAX_PROMPT = 0.1, 1e-5, 96
 JUDGES = {"rule": "rule:shorter", "llm": "smollm2-logprob"}
@@ -148,22 +149,13 @@ def trl_stepper(model, tok, prompts, bs, judge, max_new, out_dir, device="cpu"):
     policy = copy.deepcopy(model).train().requires_grad_(True)
     trainer = OnlineDPOTrainer(model=policy, ref_model=model, reward_funcs=reward_fn(judge, bs), args=args,
                                train_dataset=Dataset.from_list(rows), processing_class=tok)
-    trainer.create_optimizer_and_scheduler(num_training_steps=1000)
-    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); we drive the steps ourselves
-    ds = trainer.train_dataset
+    drive = one_step_driver(trainer, bs)
 
     def step(i: int) -> dict:
-        idx = [((i - 1) * bs + j) % len(ds) for j in range(bs)]
         t = time.perf_counter()
-        inputs = trainer._prepare_inputs(trainer.data_collator([ds[k] for k in idx]))
-        trainer.model.train()
-        loss = trainer.training_step(trainer.model, inputs)
-        trainer.accelerator.clip_grad_norm_(trainer.model.parameters(), 1.0)
-        trainer.optimizer.step()
-        trainer.lr_scheduler.step()
-        trainer.model.zero_grad(set_to_none=True)
+        loss, _ = drive(i)
         sync(device)
-        return {"s": time.perf_counter() - t, "loss": float(loss)}
+        return {"s": time.perf_counter() - t, "loss": loss}
 
     return step
 
