@@ -273,18 +273,35 @@ class Store:
         del cur, before
         return db.total_changes - after_annotators
 
+    def _query_in(self, sql: str, values: Sequence) -> list[dict]:
+        """Rows of `sql`, whose `{marks}` is an IN list, over `values` in chunks (SQLite caps the
+        number of bound parameters)."""
+        values = list(dict.fromkeys(values))
+        rows: list[dict] = []
+        for i in range(0, len(values), 500):
+            chunk = values[i:i + 500]
+            rows += self.query(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        return rows
+
     def cached_labels(self, cache_keys: Sequence[str]) -> dict[str, dict]:
-        """The first stored answer for each cache key (not counting labels that were cache hits)."""
+        """The first stored answer for each cache key, not counting labels that were cache hits nor
+        error labels (`meta.error`: asking again retries them)."""
         out: dict[str, dict] = {}
-        keys = list(dict.fromkeys(cache_keys))
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            rows = self.query(
-                f"SELECT * FROM labels WHERE cached=0 AND cache_key IN ({','.join('?' * len(chunk))}) ORDER BY label_id",
-                chunk)
-            for r in rows:
-                out.setdefault(r["cache_key"], r)
+        for r in self._query_in("SELECT * FROM labels WHERE cached=0 AND cache_key IN ({marks})"
+                                " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id", cache_keys):
+            out.setdefault(r["cache_key"], r)
         return out
+
+    def pair_items(self, pair_ids: Sequence[str]) -> dict[str, str]:
+        """The dataset item each pair stands for, where imported labels name exactly one (e.g.
+        'pandalm:17'). A pair that stands for several items (two records with identical texts) keeps
+        no item: it cannot pick one."""
+        found: dict[str, set] = {}
+        for r in self._query_in("SELECT DISTINCT pair_id, json_extract(meta_json, '$.item') AS item FROM labels"
+                                " WHERE pair_id IN ({marks}) AND json_extract(meta_json, '$.item') IS NOT NULL",
+                                pair_ids):
+            found.setdefault(r["pair_id"], set()).add(r["item"])
+        return {pid: next(iter(v)) for pid, v in found.items() if len(v) == 1}
 
     def labels_df(self, where: str = "1=1", params: Sequence = (), limit: int | None = None, offset: int = 0):
         """Labels joined with their pairs, as a DataFrame (one row per label)."""
@@ -302,12 +319,8 @@ class Store:
         return self.query_df(sql, params)
 
     def get_pairs(self, pair_ids: Sequence[str]) -> list[Pair]:
-        rows = {}
         ids = list(pair_ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for r in self.query(f"SELECT * FROM pairs WHERE pair_id IN ({','.join('?' * len(chunk))})", chunk):
-                rows[r["pair_id"]] = r
+        rows = {r["pair_id"]: r for r in self._query_in("SELECT * FROM pairs WHERE pair_id IN ({marks})", ids)}
         return [_row_to_pair(rows[i]) for i in ids if i in rows]
 
     def annotators(self) -> list[dict]:

@@ -13,7 +13,6 @@ asks the judge only for misses, and writes pairs + labels in one transaction.
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -46,42 +45,6 @@ def first_shown(order: str, verdict: str) -> bool | None:
     if verdict not in ("A", "B"):
         return None
     return (verdict == "A") == (order == "AB")
-
-
-def _cache_hits(store: Store, keys: Sequence[str]) -> dict[str, dict]:
-    """Stored answers for these cache keys, leaving out error labels (those are asked again)."""
-    hits = store.cached_labels(keys)
-    out = {}
-    for key, row in hits.items():
-        meta = json.loads(row.get("meta_json") or "{}")
-        if not meta.get("error"):
-            out[key] = row
-    # cached_labels returns the FIRST answer per key; when that one was an error, look further
-    missing = [k for k in dict.fromkeys(keys) if k in hits and k not in out]
-    for i in range(0, len(missing), 500):
-        chunk = missing[i:i + 500]
-        rows = store.query(
-            "SELECT * FROM labels WHERE cached=0 AND cache_key IN (%s) AND json_extract(meta_json, '$.error') IS NULL"
-            " ORDER BY label_id" % ",".join("?" * len(chunk)), chunk)
-        for r in rows:
-            out.setdefault(r["cache_key"], r)
-    return out
-
-
-def _items_of(store: Store, pair_ids: Sequence[str]) -> dict[str, str]:
-    """The dataset item each pair stands for, where imported labels name exactly one (e.g.
-    'pandalm:17'), so the evaluation can compare a judge with the humans item by item. A pair that
-    stands for several items (two records with identical texts) keeps no item: it cannot pick one."""
-    found: dict[str, set] = {}
-    ids = list(dict.fromkeys(pair_ids))
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        rows = store.query(
-            "SELECT DISTINCT pair_id, json_extract(meta_json, '$.item') AS item FROM labels WHERE pair_id IN (%s)"
-            " AND json_extract(meta_json, '$.item') IS NOT NULL" % ",".join("?" * len(chunk)), chunk)
-        for r in rows:
-            found.setdefault(r["pair_id"], set()).add(r["item"])
-    return {pid: next(iter(v)) for pid, v in found.items() if len(v) == 1}
 
 
 def _label_from_row(row: dict, annotator: Annotator, run_id, step) -> Label:
@@ -128,7 +91,7 @@ def label_and_store(judge: Judge, pairs: Sequence[Pair], store: Store, run_id: s
 def _label_chunk(judge, pairs, store, run_id, step, use_cache, orders) -> list[Judgement]:
     ann = judge.annotator
     keys = {(p.pair_id, o): label_cache_key(ann, p.pair_id, o) for p in pairs for o in orders}
-    hits = _cache_hits(store, list(keys.values())) if use_cache else {}
+    hits = store.cached_labels(list(keys.values())) if use_cache else {}
     labels: dict[tuple[str, str], Label] = {}
     for (pid, o), key in keys.items():
         if key in hits:
@@ -157,7 +120,7 @@ def _label_chunk(judge, pairs, store, run_id, step, use_cache, orders) -> list[J
                     lab.meta.setdefault("dedup", fresh_stamp)
                 labels[(p.pair_id, lab.shown_order)] = lab
     distinct = list({p.pair_id: p for p in pairs}.values())
-    items = _items_of(store, [p.pair_id for p in distinct])
+    items = store.pair_items([p.pair_id for p in distinct])
     for (pid, o), lab in labels.items():
         if pid in items and "item" not in lab.meta:
             lab.meta["item"] = items[pid]
