@@ -23,6 +23,12 @@ def content_hash(*parts: object, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def prompt_text(prompt) -> str:
+    """A prompt as a Pair and the store hold it: the text, or chat messages as JSON. Every producer
+    of pairs (OAIF, RL, eval) uses this, so the same prompt is the same pair text everywhere."""
+    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+
+
 @dataclass
 class Pair:
     """Two responses to one prompt. A and B are the canonical order; labels say how it was shown."""

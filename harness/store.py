@@ -168,6 +168,9 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.home / run_id
 
+    def has_run(self, run_id: str) -> bool:
+        return bool(self.query("SELECT 1 FROM runs WHERE run_id=?", (run_id,)))
+
     def get_run(self, run_id: str) -> dict:
         rows = self.query("SELECT * FROM runs WHERE run_id=?", (run_id,))
         if not rows:
@@ -291,6 +294,13 @@ class Store:
                                 " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id", cache_keys):
             out.setdefault(r["cache_key"], r)
         return out
+
+    def step_labels(self, run_id: str, step: int, annotator_id: str, version: str) -> list[dict]:
+        """The labels an annotator (id + version) stored for one step of a run, error labels left out,
+        oldest first (what an interrupted training step finds when it is redone)."""
+        return self.query("SELECT * FROM labels WHERE run_id=? AND step=? AND annotator_id=? AND annotator_version=?"
+                          " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id",
+                          (run_id, step, annotator_id, version))
 
     def pair_items(self, pair_ids: Sequence[str]) -> dict[str, str]:
         """The dataset item each pair stands for, where imported labels name exactly one (e.g.

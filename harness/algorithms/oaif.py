@@ -12,13 +12,12 @@ are read back from the store instead of being asked (or stored) twice.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import time
 from typing import Sequence
 
-from ..records import Judgement, Label, Pair, combine_orders
+from ..records import Judgement, Label, Pair, combine_orders, prompt_text
 from ..trainer import StepData
 from .preference import PreferenceObjective
 
@@ -199,12 +198,8 @@ class OaifSource:
             return {}
         ann = judge.annotator
         orders = tuple(getattr(judge, "orders", ("AB",)))
-        rows = self.store.query(
-            "SELECT * FROM labels WHERE run_id=? AND step=? AND annotator_id=? AND annotator_version=?"
-            " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id",
-            (self.run_id, step, ann.id, ann.version))
         by_key = {}
-        for r in rows:
+        for r in self.store.step_labels(self.run_id, step, ann.id, ann.version):
             by_key.setdefault((r["pair_id"], r["shown_order"]), r)
         tie_band = getattr(judge, "tie_band", 0.0) or 0.0
         out = {}
@@ -224,11 +219,6 @@ def prompt_row(prompt) -> dict:
     if isinstance(prompt, dict) and "prompt" in prompt:
         return prompt
     return {"prompt": prompt}
-
-
-def prompt_text(prompt) -> str:
-    """What the store and the annotator see: the text, or the chat messages as JSON."""
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
 
 
 def objective_config(cfg):

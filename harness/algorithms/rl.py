@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from .. import losses
 from ..logprobs import _parts, collate, encode_prompt, position_ids
+from ..records import prompt_text
 from ..trainer import StepData
 
 
@@ -200,7 +201,7 @@ class RLSource:
 
         rows = []
         for (gi, r, j, s), v, kl_i, tot in zip(flat, scores, kl.tolist(), total.tolist()):
-            row = s.as_row(_prompt_text(r["prompt"]), gi * rl.k + j, policy=self.run_id,
+            row = s.as_row(prompt_text(r["prompt"]), gi * rl.k + j, policy=self.run_id,
                            meta={"kl": kl_i, "reward_total": tot, "prompt_id": r.get("id")})
             row["reward"] = float(v)
             rows.append(row)
@@ -258,12 +259,6 @@ def _cat(parts: list[ResponseForward]) -> ResponseForward:
         return torch.cat([F.pad(t, (0, width - t.shape[1])) for t in ts])
 
     return ResponseForward(cat("logps"), cat("mask"), cat("entropy"), cat("values"))
-
-
-def _prompt_text(prompt) -> str:
-    import json
-
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
 
 
 # -- the objective ---------------------------------------------------------------------------------

@@ -12,13 +12,13 @@ the store (policy_a = policy, policy_b = baseline) and the summary is a `winrate
 from __future__ import annotations
 
 import gc
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, JudgeRef, ModelConfig, SamplingConfig
 from ..data import json_lines
+from ..records import prompt_text
 from ..report import emit
 from ..store import Store, StoreError
 
@@ -62,8 +62,7 @@ def resolve_policy(spec: str, store: Store, policy: PolicySpec | None = None) ->
         if not path.exists():
             raise FileNotFoundError(f"{path}: outputs file not found")
         return PolicySpec("outputs", f"outputs:{path.stem}", path=path)
-    runs = store.query("SELECT run_id FROM runs WHERE run_id=?", (spec,))
-    if runs:
+    if store.has_run(spec):
         run = store.get_run(spec)
         ckpt = store.latest_checkpoint(spec)
         if ckpt is None:
@@ -88,12 +87,8 @@ def read_outputs(path: Path) -> tuple[dict[str, str], dict[str, str]]:
         if row.get("id") is not None:
             by_id[str(row["id"])] = response
         if prompt is not None:
-            by_prompt[_prompt_key(prompt)] = response
+            by_prompt[prompt_text(prompt)] = response
     return by_id, by_prompt
-
-
-def _prompt_key(prompt) -> str:
-    return prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
 
 
 def policy_outputs(spec: PolicySpec, rows: Sequence[dict], sampling: SamplingConfig, data_cfg, home=None,
@@ -109,9 +104,9 @@ def policy_outputs(spec: PolicySpec, rows: Sequence[dict], sampling: SamplingCon
         out = []
         for r in rows:
             got = by_id.get(str(r.get("id"))) if r.get("id") is not None else None
-            got = got if got is not None else by_prompt.get(_prompt_key(r["prompt"]))
+            got = got if got is not None else by_prompt.get(prompt_text(r["prompt"]))
             if got is None:
-                raise ValueError(f"{spec.path}: no output for prompt {r.get('id') or _prompt_key(r['prompt'])[:60]!r}")
+                raise ValueError(f"{spec.path}: no output for prompt {r.get('id') or prompt_text(r['prompt'])[:60]!r}")
             out.append(got)
         return out
     from ..models import load_model
@@ -136,7 +131,7 @@ def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequenc
     from ..evaluation.winrate import length_controlled_win_rate, preference_scores, win_rate
     from ..records import Pair
 
-    pairs = [Pair(prompt=_prompt_key(r["prompt"]), response_a=a, response_b=b, source="eval", dataset=task,
+    pairs = [Pair(prompt=prompt_text(r["prompt"]), response_a=a, response_b=b, source="eval", dataset=task,
                   record_id=r.get("id"), run_id=run_id, policy_a=policy_name, policy_b=baseline_name,
                   reference=r.get("reference")) for r, a, b in zip(rows, policy_out, baseline_out)]
     judgements = label_and_store(judge, pairs, store, run_id=run_id, step=None, orders=orders,

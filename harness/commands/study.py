@@ -60,8 +60,8 @@ def train_arm(store: Store, config: str, overrides: list[str], arm: dict, run_id
     """Train one arm through `harness train` (so it is exactly a normal OAIF run), or reuse/resume it."""
     from . import train
 
-    existing = store.query("SELECT status FROM runs WHERE run_id=?", (run_id,))
-    if existing and existing[0]["status"] == "done":
+    existing = store.has_run(run_id)
+    if existing and store.get_run(run_id)["status"] == "done":
         return run_id
     extra = ["resume=true"] if existing else []
     args = argparse.Namespace(config=config, overrides=list(overrides) + arm["overrides"] + extra, run_id=run_id,

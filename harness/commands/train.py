@@ -62,7 +62,7 @@ def prepare_run(store: Store, cfg, run_id: str | None, group: str | None, accele
                         raise StoreError(f"--run-id {chosen}: is a {run['algo']} run, the config says {cfg.algo}")
                     if run["status"] == "done":
                         raise StoreError(f"--run-id {chosen}: already done; nothing to resume")
-            if chosen is None and run_id and store.query("SELECT 1 FROM runs WHERE run_id=?", (run_id,)):
+            if chosen is None and run_id and store.has_run(run_id):
                 raise StoreError(f"--run-id {run_id}: exists already (add resume=true to continue it)")
             if chosen is None:
                 chosen = store.create_run(cfg.to_dict(), cfg.algo, task=cfg.data.task, name=cfg.name, run_id=run_id,
