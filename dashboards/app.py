@@ -17,6 +17,7 @@ PAGES = [
     st.Page("views/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("views/controllability.py", title="Controllability", icon=":material/tune:"),
     st.Page("views/annotators.py", title="Annotators", icon=":material/groups:"),
+    st.Page("views/validity.py", title="Judge validity", icon=":material/verified:"),
     st.Page("views/pair_browser.py", title="Pair browser", icon=":material/compare:"),
     st.Page("views/label.py", title="Label", icon=":material/how_to_vote:"),
 ]

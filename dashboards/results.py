@@ -251,3 +251,21 @@ def controllability(stored: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
                 final.append({"instruction": instr, "win_rate": _num(wr), "ci_low": lo, "ci_high": hi, "n": n,
                               "mean_length": _num(length), "run_id": arm.get("run_id")})
     return pd.DataFrame(steps), pd.DataFrame(final)
+
+
+VALIDITY_COLUMNS = ["result_id", "annotator", "kind", "version", "figure", "dataset", "reference", "value", "n",
+                    "ci_low", "ci_high"]
+
+
+def validity(stored: list[dict]) -> pd.DataFrame:
+    """Every stored `judge_validity` card as long rows (harness.evaluation.validity.card_rows): one
+    per (card, figure, dataset), with the card's result_id, annotator id, kind and version."""
+    from harness.evaluation.validity import card_rows
+
+    rows = []
+    for r in stored:
+        card = r["result"]
+        head = {"result_id": r["result_id"], "annotator": card.get("annotator_id", r.get("name")),
+                "kind": card.get("annotator_kind"), "version": card.get("annotator_version", r.get("baseline"))}
+        rows += [{**head, **row} for row in card_rows(card)]
+    return pd.DataFrame(rows, columns=VALIDITY_COLUMNS)

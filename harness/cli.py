@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "leaderboard": ("harness.commands.leaderboard", "Bradley-Terry ratings from pairwise labels"),
     "leaderboard-run": ("harness.commands.leaderboard_run", "judge a benchmark's model answers pairwise, then Bradley-Terry"),
     "agreement": ("harness.commands.agreement", "annotator agreement with a reference, position and length bias"),
+    "validity": ("harness.commands.validity", "a judge's validity card: position/length bias, agreement with humans"),
     "study": ("harness.commands.study", "studies: controllability of an annotator through OAIF"),
     "dashboard": ("harness.commands.dashboard", "open the Streamlit dashboards on the store"),
     "demo": ("harness.commands.demo", "the main job: OAIF vs offline DPO vs RLAIF on the embedded model"),

@@ -95,6 +95,11 @@ class JudgeRef:
     instruction: str | None = None  # the controllability knob of the OAIF paper
     mode: str | None = None  # logprob | generate (None: the judge config's own)
     both_orders: bool | None = None
+    # judge validity card (harness/evaluation/validity.py), checked before OAIF trains with this judge
+    min_consistency: float = 0.5  # train stops when position consistency is below this
+    allow_biased: bool = False  # true: train anyway (a warning names the figure)
+    validity_pairs: int = 32  # held-out human-labelled pairs per dataset (PandaLM, LLMBar), both orders
+    validity_data: str | None = None  # folder with pandalm_testset/ and llmbar/ (default ../shared/data)
 
 
 @dataclass
@@ -316,6 +321,10 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
         bad("rl.ppo_epochs", "must be >= 1")
     if cfg.sampling.backend not in ("transformers", "vllm"):
         bad("sampling.backend", "must be transformers or vllm")
+    if not 0.0 <= cfg.judge.min_consistency <= 1.0:
+        bad("judge.min_consistency", "must be in [0, 1]")
+    if cfg.judge.validity_pairs < 1:
+        bad("judge.validity_pairs", "must be >= 1")
     if not 0.0 <= cfg.loss.label_smoothing < 0.5:
         bad("loss.label_smoothing", "must be in [0, 0.5)")
     if not 0.0 <= cfg.loss.flip_rate < 0.5:

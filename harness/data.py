@@ -5,10 +5,13 @@ Formats (detected per dataset, or forced with `fmt`):
   without a `prompt` column the shared leading messages of chosen and rejected are the prompt).
 - `hh`: HH-RLHF transcripts `\\n\\nHuman: ... \\n\\nAssistant: ...` in `chosen`/`rejected`; the shared
   conversation becomes the prompt (as chat messages) and the two final assistant turns the responses.
-An optional `p` column (probability that chosen is better) is kept as the soft label.
+An optional `p` column (probability that chosen is better) is kept as the soft label. Pairs written
+from sampled responses (the demo's `pairs.jsonl`) may carry, per response, `chosen_truncated` /
+`rejected_truncated` (bool: sampled without EOS, so no EOS is appended when training) and
+`chosen_ids` / `rejected_ids` (the sampled token ids, trained on instead of re-encoding the text).
 
-Every record becomes `{prompt, chosen, rejected, p, id}`; a bad record is an error naming the
-file, the line (record) and the field.
+Every record becomes `{prompt, chosen, rejected, p, id}` (+ those fields where given); a bad record
+is an error naming the file, the line (record) and the field.
 """
 from __future__ import annotations
 
@@ -140,7 +143,34 @@ def detect_format(row: dict) -> str:
     return "pairs"
 
 
+SAMPLE_FIELDS = ("chosen_truncated", "rejected_truncated", "chosen_ids", "rejected_ids")
+
+
+def _sample_fields(row: dict, where: str) -> dict:
+    """The optional per-response sampling fields of a row, validated; absent or null ones are left out."""
+    out = {}
+    for key in SAMPLE_FIELDS:
+        v = row.get(key)
+        if v is None:
+            continue
+        if key.endswith("_truncated"):
+            if not isinstance(v, bool):
+                raise DataError(f"{where}: field {key!r}: expected true or false, got {v!r}")
+        elif not (isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in v)):
+            raise DataError(f"{where}: field {key!r}: expected a non-empty list of token ids (integers >= 0)")
+        out[key] = v
+    return out
+
+
 def convert_record(row: dict, fmt: str, where: str) -> dict | None:
+    """One raw row -> {prompt, chosen, rejected, p} (+ the optional SAMPLE_FIELDS); None: a skipped HH record."""
+    rec = _convert(row, fmt, where)
+    if rec is not None:
+        rec.update(_sample_fields(row, where))
+    return rec
+
+
+def _convert(row: dict, fmt: str, where: str) -> dict | None:
     """One raw row -> {prompt, chosen, rejected, p}; None for an HH record whose two transcripts do not
     share a conversation before the final turn (a handful in HH-RLHF; skipped with a warning)."""
     for key in ("chosen", "rejected"):

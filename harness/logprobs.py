@@ -33,11 +33,23 @@ def encode_prompt(tokenizer, prompt: str | list[dict], max_tokens: int | None = 
     return ids
 
 
-def encode_response(tokenizer, response: str, max_tokens: int | None = None, add_eos: bool = True) -> list[int]:
-    """Response text -> ids (+ EOS), cut from the RIGHT to max_tokens (a cut response loses its EOS)."""
-    ids = _ids(tokenizer, response, special=False)
-    if add_eos and tokenizer.eos_token_id is not None:
-        ids = ids + [tokenizer.eos_token_id]
+def encode_response(tokenizer, response: str, max_tokens: int | None = None, add_eos: bool = True,
+                    truncated: bool = False, ids: Sequence[int] | None = None) -> list[int]:
+    """Response -> ids, cut from the RIGHT to max_tokens (a cut response loses its EOS).
+
+    `ids`: the token ids the sampler generated (EOS included where one was sampled), used as they
+    are, never decoded and re-encoded. Otherwise the text is encoded and EOS appended (`add_eos`),
+    except for a `truncated` response: it was cut before its end, so it never gets an EOS."""
+    if ids is not None:
+        ids = [int(i) for i in ids]
+        vocab = len(tokenizer)
+        bad = next((i for i in ids if not 0 <= i < vocab), None)
+        if bad is not None:  # ids from another tokenizer would train on the wrong tokens silently
+            raise ValueError(f"response token id {bad} is outside this tokenizer's vocabulary (size {vocab})")
+    else:
+        ids = _ids(tokenizer, response, special=False)
+        if add_eos and not truncated and tokenizer.eos_token_id is not None:
+            ids = ids + [tokenizer.eos_token_id]
     if max_tokens is not None:
         ids = ids[:max_tokens]
     return ids
@@ -66,14 +78,22 @@ def collate(prompt_ids: Sequence[list[int]], response_ids: Sequence[list[int]], 
 
 
 def build_batch(tokenizer, prompts: Sequence[str | list[dict]], responses: Sequence[str], data_cfg,
-                add_eos: bool = True, system: str | None = None) -> dict[str, torch.Tensor]:
+                add_eos: bool = True, system: str | None = None, truncated: Sequence[bool] | None = None,
+                response_ids: Sequence[Sequence[int] | None] | None = None) -> dict[str, torch.Tensor]:
     """Tokenise (prompt, response) rows into dict(input_ids, attention_mask, response_mask) [N, T].
 
-    `data_cfg` gives max_prompt_tokens, max_response_tokens and padding_side (a config.DataConfig)."""
-    if len(prompts) != len(responses):
-        raise ValueError(f"build_batch: {len(prompts)} prompts but {len(responses)} responses")
+    `data_cfg` gives max_prompt_tokens, max_response_tokens and padding_side (a config.DataConfig);
+    `system` is the task's system prompt (the one the sampler used); per row, `truncated` (no EOS is
+    appended) and `response_ids` (sampled ids used instead of the text; None: encode the text)."""
+    n = len(responses)
+    truncated = list(truncated) if truncated is not None else [False] * n
+    response_ids = list(response_ids) if response_ids is not None else [None] * n
+    if not (len(prompts) == n == len(truncated) == len(response_ids)):
+        raise ValueError(f"build_batch: {len(prompts)} prompts, {n} responses, {len(truncated)} truncated flags, "
+                         f"{len(response_ids)} id lists")
     p_ids = [encode_prompt(tokenizer, p, data_cfg.max_prompt_tokens, system) for p in prompts]
-    r_ids = [encode_response(tokenizer, r, data_cfg.max_response_tokens, add_eos) for r in responses]
+    r_ids = [encode_response(tokenizer, r, data_cfg.max_response_tokens, add_eos, t, ids)
+             for r, t, ids in zip(responses, truncated, response_ids)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return collate(p_ids, r_ids, pad, data_cfg.padding_side)
 
@@ -144,11 +164,18 @@ def token_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor,
     return out, mask
 
 
-def pair_batch(tokenizer, prompts, chosen, rejected, data_cfg, add_eos: bool = True) -> dict[str, torch.Tensor]:
-    """One batch of 2B rows: chosen responses first, then rejected ones, sharing the prompts."""
+def pair_batch(tokenizer, prompts, chosen, rejected, data_cfg, add_eos: bool = True, system: str | None = None,
+               truncated: tuple[Sequence[bool], Sequence[bool]] | None = None,
+               ids: tuple[Sequence, Sequence] | None = None) -> dict[str, torch.Tensor]:
+    """One batch of 2B rows: chosen responses first, then rejected ones, sharing the prompts.
+
+    `truncated` / `ids`: (chosen, rejected) per-row flags / sampled ids, as `build_batch` takes them."""
     if not (len(prompts) == len(chosen) == len(rejected)):
         raise ValueError(f"pair_batch: {len(prompts)} prompts, {len(chosen)} chosen, {len(rejected)} rejected")
-    return build_batch(tokenizer, list(prompts) * 2, list(chosen) + list(rejected), data_cfg, add_eos)
+    flags = list(truncated[0]) + list(truncated[1]) if truncated is not None else None
+    r_ids = list(ids[0]) + list(ids[1]) if ids is not None else None
+    return build_batch(tokenizer, list(prompts) * 2, list(chosen) + list(rejected), data_cfg, add_eos, system,
+                       flags, r_ids)
 
 
 def pair_logprobs(model, tokenizer, prompts, chosen, rejected, data_cfg, batch: dict | None = None):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 # Training metrics shown by default, in this order, when present in the metrics table.
-DEFAULT_TRAINING_METRICS = ("loss", "reward_margin", "reward_acc", "kl", "reward_mean", "response_len")
+DEFAULT_TRAINING_METRICS = ("loss", "reward_margin", "reward_acc", "kl_nats_per_seq", "reward_mean", "response_len")
 
 
 class PlotError(ValueError):

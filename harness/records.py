@@ -105,21 +105,50 @@ class Judgement:
 LabelFn = Callable[[Sequence[Pair]], list[Judgement]]
 
 
-def combine_orders(labels: Sequence[Label], tie_band: float = 0.0) -> tuple[str, float | None, bool | None]:
-    """Combine per-order labels of one pair: average p_a where given, else vote.
+def order_verdict(label: Label, tie_band: float = 0.0) -> str:
+    """One label's verdict with the judge's tie band applied: |p_a - 0.5| <= tie_band is a tie."""
+    if label.verdict != "unparsed" and label.p_a is not None and tie_band > 0 and abs(label.p_a - 0.5) <= tie_band:
+        return "tie"
+    return label.verdict
 
-    Returns (verdict, p_a, consistent). `consistent` is None for a single label.
+
+def combine_orders(labels: Sequence[Label], tie_band: float = 0.0,
+                   inconsistent: str = "tie") -> tuple[str, float | None, bool | None]:
+    """Combine the per-order labels of one pair: (verdict, p_a, consistent).
+
+    The verdict follows the per-order verdicts only (the MT-Bench convention, default
+    `inconsistent="tie"`): equal verdicts in every order are the verdict; verdicts that differ
+    (A in one order and B in the other, or a tie in one) are a tie with consistent=False, so a
+    judge that only follows the position never yields a decided label. FastChat does the same:
+    `gen_judgment` asks both orders and `show_result` counts `g1_winner != g2_winner` as a tie.
+    Logprob and generate judges therefore agree whenever their per-order verdicts agree.
+    `inconsistent="mean"` is the old soft rule (sign of the mean p_a), for analyses that want it.
+
+    p_a is the mean P(A better) over the orders when every parsed label gives one, else None: a
+    vote is not a probability (the missing-EOS penalty and the soft loss must not read one). It
+    stays on a tie too (`oaif.tie_policy: soft` with `loss.kind: soft` reads it).
+    Unparsed: no order parsed; or, with several orders, some order unparsed: the verdict cannot be
+    checked against the other order, so it is not guessed (FastChat would call it a tie).
+    `consistent` is None for a single label.
     """
-    usable = [l for l in labels if l.verdict != "unparsed"]
-    if not usable:
-        return "unparsed", None, (None if len(labels) < 2 else False)
-    consistent = None if len(labels) < 2 else (len(usable) == len(labels) and len({l.verdict for l in usable}) == 1)
-    ps = [l.p_a for l in usable if l.p_a is not None]
-    if len(ps) == len(usable):
-        p = sum(ps) / len(ps)
-        if abs(p - 0.5) <= tie_band:
-            return "tie", p, consistent
-        return ("A" if p > 0.5 else "B"), p, consistent
-    score = sum({"A": 1.0, "B": 0.0, "tie": 0.5}[l.verdict] for l in usable) / len(usable)
-    verdict = "A" if score > 0.5 else "B" if score < 0.5 else "tie"
-    return verdict, score, consistent
+    if inconsistent not in ("tie", "mean"):
+        raise ValueError(f"combine_orders: inconsistent must be tie or mean, got {inconsistent!r}")
+    verdicts = [order_verdict(l, tie_band) for l in labels]
+    usable = [l for l, v in zip(labels, verdicts) if v != "unparsed"]
+    several = len(labels) >= 2
+    consistent = (len(usable) == len(labels) and len(set(verdicts)) == 1) if several else None
+    if not usable or len(usable) < len(labels):
+        return "unparsed", None, consistent
+    ps = [l.p_a for l in usable]
+    p = sum(ps) / len(ps) if all(x is not None for x in ps) else None
+    if consistent is not False:
+        return verdicts[0], p, consistent
+    if inconsistent == "mean" and p is not None:
+        return ("tie" if abs(p - 0.5) <= tie_band else "A" if p > 0.5 else "B"), p, False
+    return "tie", p, False
+
+
+def order_inconsistent(judgement: Judgement) -> bool:
+    """A pair whose parsed per-order verdicts disagree (a tie by the MT-Bench rule)."""
+    labs = [l for l in judgement.labels if l.verdict != "unparsed"]
+    return len(labs) == len(judgement.labels) >= 2 and judgement.consistent is False

@@ -322,6 +322,15 @@ class Store:
             sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
         return self.query_df(sql, params)
 
+    def dataset_labels(self, dataset: str, kind: str | None = None):
+        """Labels (joined with their pairs, as labels_df) on the pairs of one dataset, optionally only
+        those of one annotator kind (e.g. the human references of a judge validity card)."""
+        where, params = "p.dataset=?", [dataset]
+        if kind is not None:
+            where += " AND l.annotator_kind=?"
+            params.append(kind)
+        return self.labels_df(where, params)
+
     def pairs_df(self, where: str = "1=1", params: Sequence = (), limit: int | None = None, offset: int = 0):
         sql = f"SELECT * FROM pairs WHERE {where} ORDER BY created_at, pair_id"
         if limit is not None:

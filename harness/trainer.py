@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .models import Reference, load_weights, save_weights
+from .evaluation.kl import KL_METRIC  # the one KL column; sources that log it keep the name unprefixed
 from .store import Store, atomic_write_text
 
 
@@ -104,30 +105,29 @@ def _micro_batches(examples: list, n: int) -> list[list]:
     return out
 
 
-def _all_reduce_grads(params, accelerator) -> None:
-    """Average gradients over processes (one flat all-reduce; extra heads included)."""
+def _all_reduce_grads(params, accelerator, n_local: int) -> int:
+    """Gradient of the mean loss over ALL processes' examples: each process's gradient (of its own
+    mean) is weighted by its example count, so shards of 1 and 3 pairs give the 4-pair mean, not the
+    mean of two means. One flat all-reduce (extra heads included), the count riding at its end.
+    Every process must call it, also one with no examples (zero gradient, count 0): a process that
+    skipped it would leave the others waiting. Returns the global example count."""
     if accelerator.num_processes == 1:
-        return
+        return n_local
     import torch.distributed as dist
 
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
+    flat = torch.cat([g.reshape(-1).float() * n_local for g in grads]
+                     + [torch.tensor([float(n_local)], device=grads[0].device)])
     dist.all_reduce(flat)
-    flat /= accelerator.num_processes
+    total = int(round(flat[-1].item()))
+    if total:
+        flat /= total
     offset = 0
     for p, g in zip(params, grads):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = flat[offset:offset + n].view_as(p).to(g.dtype).clone()
         offset += n
-
-
-def _reduce_metrics(metrics: dict, accelerator) -> dict:
-    if accelerator.num_processes == 1 or not metrics:
-        return metrics
-    keys = sorted(metrics)
-    t = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=accelerator.device)
-    t = accelerator.reduce(t, reduction="mean")
-    return dict(zip(keys, t.tolist()))
+    return total
 
 
 def run_objective(model, objective, examples, ctx, accum: int, backward: bool) -> dict:
@@ -336,10 +336,12 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
         if mine:
             model.train()
             metrics = run_objective(model, objective, mine, ctx, cfg.train.grad_accum, backward=True)
-            _all_reduce_grads(params, accelerator)
+        # every process joins the all-reduce, also one whose pairs were all skipped (ties)
+        if _all_reduce_grads(params, accelerator, len(mine)):
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
-            metrics["grad_norm"] = float(grad_norm)
             optimizer.step()
+            if mine:
+                metrics["grad_norm"] = float(grad_norm)  # the global gradient's: the same on every process
         optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():
             # A step whose pairs were all skipped (ties) still advances the schedule: steps count
@@ -347,16 +349,17 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             scheduler.step()
         t_train = time.perf_counter() - t1
-        metrics = _reduce_metrics(metrics, accelerator)
-        metrics.update({f"source/{k}" if not k.startswith(("judge/", "sample/", "reward", "source/")) else k: v
-                        for k, v in data.metrics.items()})
+        # weighted by each process's example count, like the gradient; counts (n_*) add up
+        metrics = _reduce_weighted(metrics, len(mine), accelerator)
+        metrics.update({f"source/{k}" if not k.startswith(("judge/", "sample/", "reward", "source/", KL_METRIC))
+                        else k: v for k, v in data.metrics.items()})
         metrics.update({"lr": scheduler.get_last_lr()[0], "time/source_s": t_source, "time/train_s": t_train,
                         "time/step_s": time.perf_counter() - t0})
-        if "n_tokens" in metrics:
-            metrics["tokens_per_s"] = metrics["n_tokens"] * accelerator.num_processes / max(t_train, 1e-9)
+        if "n_tokens" in metrics:  # n_tokens is the sum over processes
+            metrics["tokens_per_s"] = metrics["n_tokens"] / max(t_train, 1e-9)
         if accelerator.is_main_process:
             store.log_metrics(run_id, step, metrics)
-        bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss", "reward_acc", "kl") if k in metrics})
+        bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss", "reward_acc", KL_METRIC) if k in metrics})
         last = metrics
         if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
             _log_eval(store, run_id, step, evaluate(model, objective, eval_examples, ctx, cfg.train.batch_size),

@@ -6,8 +6,10 @@ The task's rubric and an optional free-text instruction (the OAIF paper's contro
             "A"/"B") after `answer_prefix`, normalised to P(first shown better). No generation.
   generate  sample a verdict (optionally after reasoning) and parse it; what cannot be parsed is
             `unparsed`, never guessed.
-`both_orders: true` asks with response A shown first and with B shown first; the combined verdict and
-the disagreement between the two are recorded (Judgement.consistent).
+`both_orders: true` asks with response A shown first and with B shown first; the combined verdict
+(records.combine_orders: verdicts that differ between the orders are a tie, MT-Bench's rule, in both
+modes alike) and the disagreement between the two are recorded (Judgement.consistent). `tie_band`
+applies to each order's p_a.
 """
 from __future__ import annotations
 

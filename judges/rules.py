@@ -3,7 +3,8 @@
 Ids: `rule:shorter`, `rule:longer` (whitespace words), `rule:regex:<pattern>`, `rule:keyword:<word>`
 (whole word, case-insensitive), `rule:bleu` (sentence BLEU against the pair's reference answer,
 BLEUBERI-style). Each rule scores one response; the pair verdict compares the two scores (equal
-scores: tie). A rule that cannot score (BLEU without a reference) gives `unparsed`, never a guess.
+scores: tie). A rule gives no probability (`p_a` is None): its verdict is a vote. A rule that
+cannot score (BLEU without a reference) gives `unparsed`, never a guess.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable, Sequence
 
 from harness.records import Annotator, Label, Pair, content_hash
 
-RULES_VERSION = "1"  # bump when a rule's scoring changes, so cached labels are not reused
+RULES_VERSION = "2"  # bump when a rule's labels change, so cached labels are not reused (2: p_a is None)
 
 Scorer = Callable[[str, str, "str | None"], "float | None"]  # (prompt, response, reference) -> score
 
@@ -127,7 +128,7 @@ class RuleJudge:
                 verdict, p_a, raw = "unparsed", None, f"rule:{self.spec} cannot score this pair (no reference answer)"
             else:
                 verdict = "A" if sa > sb else "B" if sb > sa else "tie"
-                p_a = {"A": 1.0, "B": 0.0, "tie": 0.5}[verdict]
+                p_a = None  # a rule votes; 1.0/0.0 would read as certainty (and defeat the missing-EOS penalty)
                 raw = f"score_a={sa:.6g} score_b={sb:.6g}"
             out.append([Label(pair_id=p.pair_id, annotator=self.annotator, verdict=verdict, shown_order=o, p_a=p_a,
                               raw_output=raw, latency_s=dt, tokens_in=0, tokens_out=0, cost=0.0) for o in orders])

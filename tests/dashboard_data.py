@@ -54,7 +54,7 @@ def curve(step: int, k: float) -> dict:
     """Deterministic training curves (decaying loss, rising margin) of run speed k."""
     t = step / 40
     return {"loss": 0.693 * math.exp(-1.5 * k * t) + 0.05, "reward_margin": 2.0 * k * t,
-            "reward_acc": 0.5 + 0.45 * (1 - math.exp(-3 * k * t)), "kl": 0.02 * k * step,
+            "reward_acc": 0.5 + 0.45 * (1 - math.exp(-3 * k * t)), "kl_nats_per_seq": 0.02 * k * step,
             "response_len": 60.0 - 20 * t * (k - 0.9), "tokens_per_s": 1000.0 + step}
 
 

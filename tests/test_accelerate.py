@@ -1,10 +1,9 @@
-"""`harness train` under `accelerate launch --cpu --num_processes 2` (gloo) matches one process with the
+"""`harness train` under torchrun with 2 CPU processes (gloo) matches one process with the
 same global batch; gradient accumulation 1x8 equals 8x1. Tiny random Llama with the SmolLM2 tokenizer."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +52,12 @@ def moved(model_dir: Path, trained) -> float:
     return max((trained[k] - init[k]).abs().max().item() for k in init if k in trained)
 
 
+def launcher(processes: int) -> list[str]:
+    """torchrun on CPU (gloo). Not `accelerate launch --cpu`: accelerate 1.x runs ONE process for
+    --cpu whatever --num_processes says (simple_launcher), so a "2-process" run was a 1-process run."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+
+
 def run_inprocess(home, cfg, run_id, args):
     from harness.cli import main
 
@@ -62,15 +67,11 @@ def run_inprocess(home, cfg, run_id, args):
 @pytest.mark.slow
 def test_two_processes_match_one(setup, tmp_path):
     root, model, data = setup
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
-    if accelerate is None:
-        pytest.skip("accelerate CLI not installed")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("algo: dpo\n")
     home = tmp_path / "home"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-                           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "harness.cli", "--home", str(home),
+    proc = subprocess.run([*launcher(2), "-m", "harness.cli", "--home", str(home),
                            "train", str(cfg), *overrides(model, data), "--run-id", "two"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -107,3 +108,95 @@ def test_grad_accumulation_1x8_equals_8x1(setup, tmp_path):
     a, b = weights(home, "acc1"), weights(home, "acc8")
     assert moved(model, a) > 1e-3  # the runs trained, so agreement is not trivial
     assert max_diff(a, b) < 2e-5
+
+
+# -- uneven shards (issue #12 item 13) -------------------------------------------------------------
+# A one-parameter model w with loss_e = -s_e * w (gradient -s_e): the global mean gradient over the
+# step's examples is known by hand. A sharded source hands each process its own examples, as OAIF and
+# RL do after skipping ties, so a process may get none.
+DRIVER = r'''
+import json, sys
+import torch
+from accelerate import Accelerator
+from harness.config import load_config
+from harness.store import Store
+from harness.trainer import StepData, train
+
+home, run_id, shards = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])  # shards[rank]: list of s_e
+
+
+class Toy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+
+class Source:
+    def next(self, step, model, ctx):
+        mine = shards[ctx.rank] if ctx.world > 1 else [s for shard in shards for s in shard]
+        return StepData([{"s": s} for s in mine], {}, sharded=True)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def objective(model, examples, ctx):
+    s = torch.tensor([e["s"] for e in examples])
+    return (-s * model.w).mean(), {"n_pairs": float(len(examples))}
+
+
+acc = Accelerator(cpu=True)
+cfg = load_config(None, ["train.steps=3", "train.lr=0.1", "train.warmup_steps=0", "train.schedule=constant",
+                         "train.checkpoint_every=0", "train.max_grad_norm=100"])
+store = Store(home)
+if acc.is_main_process:
+    store.create_run(cfg.to_dict(), cfg.algo, run_id=run_id)
+acc.wait_for_everyone()
+model = Toy()
+train(cfg, store, run_id, model, None, Source(), objective, accelerator=acc)
+if acc.is_main_process:
+    print(f"WORLD={acc.num_processes} W=" + json.dumps(float(model.w)))
+'''
+
+
+def run_driver(tmp_path, shards, processes: int) -> tuple[float, object]:
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    home = tmp_path / f"home{processes}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, str(script)] if processes == 1 else [*launcher(processes), str(script)]
+    try:  # the old loop hung here when one process had no examples: fail, do not wait forever
+        proc = subprocess.run(cmd + [str(home), "r", json.dumps(shards)], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{processes}-process run with shards {shards} did not finish (a process waits in a collective)")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"WORLD={processes} " in proc.stdout  # really that many processes
+    w = json.loads(proc.stdout.split(" W=")[-1].split()[0])
+    from harness.store import Store
+
+    return w, Store(home).metrics(["r"])
+
+
+@pytest.mark.slow
+def test_process_with_no_examples_does_not_hang(tmp_path):
+    # process 1's pairs were all skipped: it still joins the all-reduce, and the step is process 0's
+    w2, m2 = run_driver(tmp_path, [[1.0, 1.0], []], processes=2)
+    w1, m1 = run_driver(tmp_path, [[1.0, 1.0], []], processes=1)
+    assert w2 == pytest.approx(w1, abs=1e-6) and w2 == pytest.approx(0.3, abs=1e-3)  # Adam: ~lr per step, 3 steps
+    assert m2["n_pairs"].tolist() == [2.0, 2.0, 2.0]  # counts add up over processes
+
+
+@pytest.mark.slow
+def test_uneven_shards_weighted_by_counts(tmp_path):
+    # 1 pair with s=+1 on process 0, 3 with s=-1 on process 1: the mean gradient over the 4 pairs is
+    # -(1 - 3)/4 = +0.5, so w goes down; the mean of the two per-process means is 0 and w would not move
+    w2, m2 = run_driver(tmp_path, [[1.0], [-1.0, -1.0, -1.0]], processes=2)
+    w1, _ = run_driver(tmp_path, [[1.0], [-1.0, -1.0, -1.0]], processes=1)
+    assert w2 == pytest.approx(w1, abs=1e-6) and w2 == pytest.approx(-0.3, abs=1e-3)
+    assert m2["loss"].tolist()[0] == pytest.approx(0.0, abs=1e-7)  # w = 0 at step 1: pair-weighted mean loss
+    assert m2["n_pairs"].tolist() == [4.0, 4.0, 4.0]

@@ -104,6 +104,15 @@ def test_pandalm_ai_annotators_against_the_human_majority(home):
     panda = t.loc["pandalm:pandalm-7b"]
     assert (round(panda["agreement"], 4), round(panda["macro_precision"], 4), round(panda["macro_recall"], 4),
             round(panda["macro_f1"], 4)) == (0.6677, 0.5738, 0.5750, 0.5743)
+    # PandaLM's script always averages three classes: the named option gives the same pinned numbers here
+    three = agreement_table(frame, reference="human-majority", unparsed="tie", n_boot=0,
+                            macro_classes="pandalm").set_index("annotator")
+    assert three.loc["pandalm:gpt-3.5-turbo", "macro_classes"] == "A,B,tie"
+    assert round(three.loc["pandalm:gpt-3.5-turbo", "macro_f1"], 4) == 0.5755
+    # humans are scored on the same 999 items as the AI, each against the other two (issue #12 item 10)
+    hum = t.loc["pandalm:annotator1"]
+    assert hum["n"] == 999 and hum["reference_used"] == "majority of other humans (LOO)"
+    assert gpt["reference_used"] == "human majority"
     # with our default (an unparsed verdict is wrong) gpt-3.5 loses the 'garbage' items that were ties
     strict = agreement_table(frame, reference="human-majority", n_boot=0).set_index("annotator")
     assert strict.loc["pandalm:gpt-3.5-turbo", "n_unparsed"] == 25

@@ -82,3 +82,17 @@ def test_shipped_configs_validate():
             load_config(c)
     cfg = load_config(REPO / "configs" / "dpo_hh_cpu.yaml")
     assert (cfg.algo, cfg.loss.kind, cfg.train.steps, cfg.data.max_train) == ("dpo", "dpo", 30, 64)
+
+
+def test_judge_validity_fields_defaults_and_checks(tmp_path):
+    cfg = load_config(None, [])
+    j = cfg.judge
+    assert (j.min_consistency, j.allow_biased, j.validity_pairs, j.validity_data) == (0.5, False, 32, None)
+    cfg = load_config(None, ["judge.allow_biased=true", "judge.min_consistency=0.8", "judge.validity_pairs=8",
+                             "judge.validity_data=/data"])
+    assert (cfg.judge.allow_biased, cfg.judge.min_consistency, cfg.judge.validity_pairs) == (True, 0.8, 8)
+    for bad, named in [("judge.min_consistency=1.5", "judge.min_consistency"),
+                       ("judge.validity_pairs=0", "judge.validity_pairs"),
+                       ("judge.allow_biased=maybe", "judge.allow_biased: expected bool")]:
+        with pytest.raises(ConfigError, match=named):
+            load_config(None, [bad])

@@ -5,17 +5,25 @@ The policy is a tiny random Llama with the SmolLM2 tokenizer whose head writes ~
 ends after ~18 tokens on average (tests/tiny_llama.py), trained through a LoRA adapter on its output
 head at a high learning rate: the embedded 135M model needs minutes per step on this CPU, and this
 test is about the loop (sampling -> annotator -> DPO -> sampling), not about the model. The
-embedded-model study is `harness study controllability` (see the issue's report)."""
+embedded-model study is `harness study controllability` (see the issue's report). The judge validity
+card is stubbed (tests/card_stub.py): these tests check where it is printed, not the card."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from card_stub import install_card_stub
 from harness.cli import main
+from harness.commands.study import held_out_judge
 from tiny_llama import make_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def card(monkeypatch) -> list[str]:
+    return install_card_stub(monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +45,15 @@ def test_rule_annotators_steer_length_apart(tmp_path, words_model, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "controllability (ctl" in printed and "rule:shorter" in printed
+    # the explicitly chosen judge trained one of the arms: said so, and the verdicts carry n and the CI
+    assert "graded by rule:longer, NOT held out: it trained arm(s) rule:longer" in printed
+    assert "rule:shorter: " in printed and "the initial policy at n=6 (CI [" in printed
+    assert "validity card, evaluation judge rule:longer: CARD[rule:longer]" in printed
 
     store = Store(home)
     [res] = store.results("controllability")
     shorter, longer = res["result"]["arms"]
+    assert res["result"]["eval_judge_held_out"] is False and res["result"]["eval_judge_trained"] == ["rule:longer"]
     assert (shorter["judge"], longer["judge"]) == ("rule:shorter", "rule:longer")
     s_len = [s["len_mean"] for s in shorter["per_step"]]
     l_len = [s["len_mean"] for s in longer["per_step"]]
@@ -82,3 +95,34 @@ def test_study_argument_errors(tmp_path):
         run_study(Store(tmp_path), cfg, [], ["Prefer the shorter response."], None)
     with pytest.raises(ValueError, match="not 'sft'"):
         run_study(Store(tmp_path), str(REPO / "configs" / "sft_quickstart.yaml"), [], None, ["rule:shorter"])
+
+
+def test_held_out_judge_default_trained_no_arm():
+    # instruction arms all train the config's LLM judge: the old default graded them with it
+    assert held_out_judge(["smollm2-logprob", "smollm2-logprob"], True) == ("minilm-reference", True)
+    assert held_out_judge(["rule:shorter", "rule:longer"], True) == ("minilm-reference", True)
+    # no reference answers: the reference-similarity judge cannot grade; the LLM judge did not train
+    assert held_out_judge(["rule:shorter"], False) == ("smollm2-logprob", True)
+    assert held_out_judge(["minilm-reference", "rule:longer"], True) == ("smollm2-logprob", True)
+    with pytest.raises(ValueError, match="no held-out evaluation judge.*smollm2-logprob.*give --eval-judge"):
+        held_out_judge(["smollm2-logprob"], False)
+    # an explicit choice wins, and says whether it is held out
+    assert held_out_judge(["rule:shorter", "rule:longer"], True, "rule:longer") == ("rule:longer", False)
+    assert held_out_judge(["rule:shorter"], True, "rule:longer") == ("rule:longer", True)
+
+
+def test_study_grades_with_a_held_out_judge_by_default(tmp_path, words_model, capsys):
+    from harness.store import Store
+
+    home = tmp_path / "home"
+    over = [f"model.name={words_model}", "train.steps=1", "train.batch_size=2", "train.checkpoint_every=0",
+            "sampling.max_new_tokens=8"]
+    assert main(["--home", str(home), "study", "controllability",
+                 str(REPO / "configs" / "oaif_quickstart_rule_shorter.yaml"), *over,
+                 "--judges", "rule:shorter", "rule:longer", "--eval-n", "2", "--group", "ho"]) == 0
+    printed = capsys.readouterr().out
+    assert "graded by minilm-reference, held out: it trained none of the arms" in printed
+    [res] = Store(home).results("controllability")
+    assert res["result"]["eval_judge"] == "minilm-reference" and res["result"]["eval_judge_held_out"] is True
+    assert res["judge"] == "minilm-reference"
+    assert {w["judge"] for w in Store(home).results("winrate")} == {"minilm-reference"}

@@ -156,7 +156,10 @@ def test_annotators_heatmap_table_ceiling_and_bias(store):
     cells = chart_data(at)
     cell = cells[(cells["annotator_a"] == "pandalm:annotator1") & (cells["annotator_b"] == "pandalm:annotator2")]
     assert cell["agreement"].iloc[0] == pytest.approx(expected)
-    assert cells["annotator_a"].nunique() == 5  # 3 humans + 2 AI annotators, each against every other
+    # 3 humans + 2 published AI annotators + the two rule judges `harness eval` used, whose validity
+    # cards were measured on PandaLM pairs; each against every other
+    assert set(cells["annotator_a"]) == {"pandalm:annotator1", "pandalm:annotator2", "pandalm:annotator3",
+                                         "pandalm:gpt-3.5-turbo", "pandalm:pandalm-7b", "rule:longer", "rule:shorter"}
 
     table = at.dataframe[1].value.set_index("annotator")
     stored = next(r for r in store.results("agreement")[-1]["result"]["agreement"]
@@ -181,6 +184,37 @@ def test_annotators_heatmap_table_ceiling_and_bias(store):
     assert {"P(prefers first shown)", "P(prefers longer)"} <= set(bias["metric"])  # both orders were asked
     table = at.dataframe[1].value
     assert set(table["reference"]) == {"gold"} and "llmbar:GPT-4/Vanilla_NoRules" in set(table["annotator"])
+
+
+# -- Judge validity -----------------------------------------------------------------------------
+def test_validity_page_and_training_show_the_stored_card(tmp_path, monkeypatch, shared_data):
+    """A card measured on real PandaLM pairs (rule:longer: fast) and an OAIF run that logged it."""
+    from harness.evaluation.validity import judge_card
+    from harness.store import Store
+    from judges.registry import load_judge
+
+    store = Store(tmp_path / "home")
+    card = judge_card(store, load_judge("rule:longer"), n_pairs=8,
+                      datasets={"pandalm": str(shared_data / "pandalm_testset")})
+    store.create_run({"algo": "oaif", "judge": {"name": "rule:longer"}}, "oaif", task="quickstart", run_id="o")
+    store.log_metrics("o", 1, {"loss": 0.5})
+    store.log_metrics("o", 0, {"result_id": card["result_id"]}, split="judge_validity")
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    at = open_page("validity")
+    assert texts(at.subheader) == ["1 cards, 1 annotators"]
+    shown = at.dataframe[0].value.set_index(["figure", "dataset"])
+    assert shown.loc[("position_consistency", "pandalm"), "value"] == 1.0
+    assert shown.loc[("position_consistency", "pandalm"), "n"] == 8
+    agree = card["agreement"]["pandalm"]["with_ties"]
+    row = shown.loc[("agreement", "pandalm")]
+    assert row["value"] == pytest.approx(agree["value"]) and row["ci_low"] == pytest.approx(agree["ci_low"])
+    assert row["reference"] == "human-majority" and row["annotator"] == "rule:longer"
+    at = open_page("training")
+    at.multiselect(key="tr_runs").set_value(["o"]).run()
+    assert "Judge validity of the annotators" in texts(at.header)
+    beside = at.dataframe[-2].value  # before the config table
+    assert set(beside["run_id"]) == {"o"} and set(beside["result_id"]) == {card["result_id"]}
+    assert beside.set_index("figure").loc["p_longer", "value"] == 1.0
 
 
 # -- Pair browser -------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ PAGES = [
     ("training", "Training", '[data-testid="stVegaLiteChart"]'),
     ("controllability", "Controllability", '[data-testid="stVegaLiteChart"]'),
     ("annotators", "Annotators", '[data-testid="stVegaLiteChart"]'),
+    # the cards table, or the note that this store holds none yet
+    ("validity", "Judge validity", '[data-testid="stDataFrame"], [data-testid="stAlert"]'),
     ("pair_browser", "Pair browser", '[data-testid="stDataFrame"]'),
     ("label", "Label", '[data-testid="stTextInput"]'),
 ]
@@ -120,7 +122,7 @@ def test_page_renders_without_exception(served, browser, shots, path, heading, r
         _screenshot(page, shots / f"{path or 'leaderboard'}.png")
         assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
             '[data-testid="stException"]').first.inner_text()
-        # st.navigation's six pages (not a pages/ folder listing), and the deep link was found
+        # st.navigation's pages (not a pages/ folder listing), and the deep link was found
         nav = page.locator('[data-testid="stSidebarNavLink"]')
         assert sorted(x.inner_text().split("\n")[-1] for x in nav.all()) == sorted(p[1] for p in PAGES)
         assert page.get_by_text("Page not found").count() == 0

@@ -65,21 +65,22 @@ def test_length_controlled_win_rate_removes_a_pure_length_preference():
     lb = [100] * 30 + [200] * 10
     raw = win_rate(scores, n_boot=0)["win_rate"]
     assert raw == pytest.approx(24 / 40)
-    lc = length_controlled_win_rate(scores, lp, lb, n_boot=100, l2=1e-9)
+    lc = length_controlled_win_rate(scores, lp, lb, n_boot=100, C=1e9)  # C=1e9: practically no L1 penalty
     assert lc["lc_win_rate"] == pytest.approx(0.5, abs=1e-6)
-    sd = np.std(np.array(lp) - np.array(lb))
+    sd = np.std(np.array(lp) - np.array(lb), ddof=1)  # alpaca_eval: pandas std
     assert lc["length_coef"] * math.tanh(100 / sd) == pytest.approx(logit(0.7), abs=1e-6)
     assert lc["ci_low"] <= 0.5 <= lc["ci_high"]
     # unequal groups: 0.8 when longer, 0.4 when shorter -> b0 = (logit .8 + logit .4) / 2
     scores2 = [1] * 24 + [0] * 6 + [1] * 4 + [0] * 6
-    lc2 = length_controlled_win_rate(scores2, lp, lb, n_boot=0, l2=1e-9)
+    lc2 = length_controlled_win_rate(scores2, lp, lb, n_boot=0, C=1e9)
     assert lc2["lc_win_rate"] == pytest.approx(sigmoid((logit(0.8) + logit(0.4)) / 2), abs=1e-6)
 
 
-def test_length_controlled_without_length_differences_is_the_win_rate():
-    scores = [1, 1, 1, 0]
-    lc = length_controlled_win_rate(scores, [10] * 4, [10] * 4, n_boot=0, l2=1e-9)
-    assert lc["lc_win_rate"] == pytest.approx(0.75, abs=1e-6)
+def test_length_controlled_without_length_differences_is_not_identified():
+    # no length variation: length and quality cannot be told apart, so no number (was: the raw 0.75)
+    scores = [1, 1, 1, 0] * 3
+    lc = length_controlled_win_rate(scores, [10] * 12, [10] * 12, n_boot=0)
+    assert lc["identified"] is False and "no length variance" in lc["reason"] and math.isnan(lc["lc_win_rate"])
 
 
 # -- Bradley-Terry ---------------------------------------------------------------------------------
@@ -235,11 +236,13 @@ def test_bias_table_needs_no_reference(two_order_table):
 
 
 def test_combined_verdict_uses_p_when_every_label_has_one():
-    df = pd.DataFrame({"item": ["i", "i", "j", "j"], "annotator": "J", "kind": "llm",
-                       "verdict": ["A", "B", "A", "B"], "shown_order": ["AB", "BA"] * 2,
-                       "p_a": [0.8, 0.4, 0.6, None]})
+    df = pd.DataFrame({"item": ["i", "i", "j", "j", "k", "k"], "annotator": "J", "kind": "llm",
+                       "verdict": ["A", "B", "A", "B", "A", "A"], "shown_order": ["AB", "BA"] * 3,
+                       "p_a": [0.8, 0.4, 0.6, None, 0.9, 0.55]})
     items = per_item_verdicts(df).set_index("item")
-    assert items.loc["i", "verdict"] == "A" and items.loc["i", "value"] == pytest.approx(0.6)
+    # MT-Bench rule: the verdict flips with the order -> tie, however far the mean p is from .5
+    assert items.loc["i", "verdict"] == "tie" and items.loc["i", "value"] == pytest.approx(0.6)
+    assert items.loc["k", "verdict"] == "A" and items.loc["k", "value"] == pytest.approx(0.725)
     assert items.loc["j", "verdict"] == "tie"  # one label lacks p: vote (1 + 0) / 2
     assert (items.loc["i", "v_AB"], items.loc["i", "v_BA"]) == ("A", "B")
 
@@ -260,8 +263,14 @@ def test_human_majority_reference_is_leave_one_out_for_humans(panel):
     t = agreement_table(panel, reference="human-majority", n_boot=0).set_index("annotator")
     # LLM vs majority: i1 A (right), i2 B (wrong), i3 no majority -> 1/2 on 2 items
     assert (t.loc["L", "n"], t.loc["L", "agreement"]) == (2, 0.5)
-    # h1 vs the other two: i1 (A, B) no majority; i2 (B, B) -> B, h1 says B; i3 (B, tie) none
-    assert (t.loc["h1", "n"], t.loc["h1", "agreement"]) == (1, 1.0)
+    assert t.loc["L", "reference_used"] == "human majority"
+    # h1 on the SAME items as L (i1, i2), against the other two: i1 (A, B) tie -> its A is one of two
+    # modes: credit 1/2; i2 (B, B) -> B, h1 says B: 1  -> 3/4 on 2 items (was: only i2, 1.0 on 1 item)
+    assert (t.loc["h1", "n"], t.loc["h1", "agreement"]) == (2, 0.75)
+    assert t.loc["h1", "reference_used"] == "majority of other humans (LOO)"
+    # h3 dissents on both (B vs A,A; B vs B,B -> right on i2) -> 1/2
+    assert t.loc["h3", "agreement"] == pytest.approx(0.5)
+    assert t.loc["h1", "n_no_ties"] == 2 and t.loc["h1", "agreement_no_ties"] == pytest.approx(0.75)
 
 
 def test_human_ceiling_fleiss_and_loo_by_hand(panel):

@@ -32,7 +32,7 @@ def test_rule_judges_verdicts_and_scores():
     bleu = load_judge("rule:bleu")
     first, second = bleu.judge(SHORT, ("AB",))
     assert first[0].verdict == "unparsed" and "no reference" in first[0].raw_output  # never guessed
-    assert second[0].verdict == "A" and second[0].p_a == 1.0
+    assert second[0].verdict == "A" and second[0].p_a is None  # a rule votes: no probability
     assert bleu.score(["q"], ["The capital of France is Paris."], ["The capital of France is Paris."]) == [pytest.approx(100.0)]
 
 

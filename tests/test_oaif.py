@@ -111,7 +111,7 @@ def test_oaif_run_stores_samples_and_labels_per_step(tmp_path, tiny_path):
         texts = set(samples[samples.step == p["step"]]["response"])
         assert {p["response_a"], p["response_b"]} <= texts
     m = store.metrics(["r"])
-    for col in ("judge/tie_rate", "judge/unparsed_rate", "judge/p_first", "judge/prefers_shorter",
+    for col in ("judge/tie_rate", "judge/unparsed_rate", "judge/p_first", "judge/prefers_shorter", "judge/order_inconsistent",
                 "sample/len_mean", "sample/truncated_rate", "loss", "grad_norm"):
         assert col in m.columns, col
     assert (m["source/n_examples"] + m["judge/skipped"] == 4).all()
@@ -232,8 +232,9 @@ def test_embedded_policy_and_annotator_short_run(tmp_path):
     from harness.store import Store
 
     home = tmp_path / "home"
+    # the embedded 135M judge follows the order shown (its validity card says so): train anyway
     over = ["train.steps=2", "train.batch_size=2", "sampling.max_new_tokens=16", "data.max_prompt_tokens=64",
-            "train.checkpoint_every=0"]
+            "train.checkpoint_every=0", "judge.allow_biased=true", "judge.validity_pairs=2"]
     assert main(["--home", str(home), "train", str(CPU_CONFIG), *over, "--run-id", "e"]) == 0
     store = Store(home)
     labels = store.labels_df("l.run_id=?", ("e",))

@@ -64,11 +64,11 @@ def test_bias_chart_facets_by_subset():
 
 
 def test_training_curves_overlay_runs_one_panel_per_metric():
-    m = pd.DataFrame([{"run_id": r, "step": s, "loss": 1.0 / s, "kl": 0.1 * s, "other": 3}
+    m = pd.DataFrame([{"run_id": r, "step": s, "loss": 1.0 / s, "kl_nats_per_seq": 0.1 * s, "other": 3}
                       for r in ("a", "b") for s in range(1, 6)])
     chart = plots.training_curves(m)
     spec = chart.to_dict()
-    assert spec["facet"]["field"] == "metric" and spec["facet"]["sort"] == ["loss", "kl"]
+    assert spec["facet"]["field"] == "metric" and spec["facet"]["sort"] == ["loss", "kl_nats_per_seq"]
     rows = _rows(chart)
     assert len(rows) == 2 * 5 * 2 and {r["run_id"] for r in rows} == {"a", "b"}
 
@@ -98,7 +98,7 @@ def test_save_chart_html_json_png(tmp_path):
 
 
 def test_long_runs_are_thinned_not_dropped():
-    m = pd.DataFrame([{"run_id": r, "step": s, "loss": 1.0 / s, "kl": 0.01 * s}
+    m = pd.DataFrame([{"run_id": r, "step": s, "loss": 1.0 / s, "kl_nats_per_seq": 0.01 * s}
                       for r in ("a", "b", "c") for s in range(1, 2001)])
     rows = _rows(plots.training_curves(m, max_points=300))
     assert len(rows) == 3 * 2 * 300  # under altair's 5000-row limit, which 12000 rows would break

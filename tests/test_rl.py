@@ -59,11 +59,16 @@ def test_rloo_with_reward_model_judge(tmp_path, tiny):
                  "rl.reward_model=rm:rm", f"train.steps={steps}", *overrides(tiny), "--run-id", "rloo"]) == 0
     m = store.metrics(["rloo"])
     assert list(m["step"]) == list(range(1, steps + 1))
-    for col in ("loss", "reward_mean", "reward_std", "kl", "entropy", "response_len", "clip_frac", "grad_norm"):
+    for col in ("loss", "reward_mean", "reward_std", "kl_nats_per_seq", "reward_logratio_per_seq", "entropy",
+                "response_len", "clip_frac", "grad_norm"):
         assert finite(m, col), col
-    assert m["kl"].iloc[0] == pytest.approx(0.0, abs=1e-4)  # step 1: the policy is the reference
-    assert (m["kl"] > -0.1).all()  # the k1 estimate of a small KL: about 0, never far below
-    assert (m["kl_k3"] >= 0).all() and m["kl_k3"].iloc[0] == pytest.approx(0.0, abs=1e-4)
+    # one KL column (k3 per token, summed, on the rollout): never negative, 0 while the policy is the reference
+    assert not {"kl", "kl_k3", "sample/kl_rollout"} & set(m.columns)
+    assert (m["kl_nats_per_seq"] >= 0).all() and m["kl_nats_per_seq"].iloc[0] == pytest.approx(0.0, abs=1e-4)
+    assert m["kl_nats_per_seq"].iloc[-1] > 0  # the policy has moved
+    # the k1 log-ratio the reward is penalised by: about 0 at step 1, never far below
+    assert m["reward_logratio_per_seq"].iloc[0] == pytest.approx(0.0, abs=1e-4)
+    assert (m["reward_logratio_per_seq"] > -0.1).all()
     assert m["clip_frac"].between(0, 1).all() and (m["entropy"] > 0).all()
     assert m["response_len"].between(1, 12).all() and (m["reward_std"] >= 0).all()
     # every sample is stored with the reward the judge gives it
@@ -85,11 +90,14 @@ def test_ppo_short_run_sane(tmp_path, tiny):
     store = Store(home)
     m = store.metrics(["ppo"])
     assert list(m["step"]) == list(range(1, steps + 1))
-    for col in ("loss", "policy_loss", "value_loss", "kl", "entropy", "clip_frac", "value_clip_frac",
+    for col in ("loss", "policy_loss", "value_loss", "kl_nats_per_seq", "entropy", "clip_frac", "value_clip_frac",
                 "reward_mean", "response_len"):
         assert finite(m, col), col
     assert m["clip_frac"].between(0, 1).all() and m["value_clip_frac"].between(0, 1).all()
-    assert (m["kl"] > -0.1).all()
+    assert (m["kl_nats_per_seq"] >= 0).all() and (m["reward_logratio_per_seq"] > -0.1).all()
+    # a reused rollout reports its own (rollout-time) KL again
+    by_step = m.set_index("step")
+    assert by_step.loc[2, "kl_nats_per_seq"] == by_step.loc[1, "kl_nats_per_seq"]
     # ppo_epochs=2: steps 2 and 4 train again on the rollouts of steps 1 and 3 (no new samples)
     assert sorted(store.samples_df("ppo")["step"].unique()) == [1, 3]
     assert m.set_index("step").loc[[2, 4], "source/rollout_reused"].tolist() == [1.0, 1.0]

@@ -98,7 +98,9 @@ def test_reference_cache_computed_once_and_restored(tiny, pairs_file):
     # the cached values are the reference's log-probs: the objective gets DPO loss log 2 at the start
     loss, metrics = PreferenceObjective()(model, data.examples, ctx)
     assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
-    assert metrics["reward_acc"] == 0.5 and metrics["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert metrics["reward_acc"] == 0.5 and metrics["logratio_per_token"] == pytest.approx(0.0, abs=1e-5)
+    # offline pairs are not the policy's samples: no KL column from the DPO objective
+    assert "kl_nats_per_seq" not in metrics and "kl" not in metrics
 
 
 @pytest.mark.parametrize("kind", PREFERENCE_LOSSES)
@@ -114,7 +116,8 @@ def test_every_loss_kind_trains(tiny, pairs_file, kind):
     examples = source.next(1, model, ctx).examples
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     first, m = objective(model, examples, ctx)
-    assert {"reward_margin", "reward_acc", "logp_chosen", "logp_rejected", "kl", "response_len", "n_tokens"} <= set(m)
+    assert {"reward_margin", "reward_acc", "logp_chosen", "logp_rejected", "logratio_per_token", "response_len",
+            "n_tokens"} <= set(m)
     if kind == "soft":
         assert m["label_p"] == pytest.approx(0.9)
     for _ in range(3):

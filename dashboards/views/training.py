@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import common
+from dashboards import results as R
 from harness import plots
 
 common.header("Training")
@@ -38,6 +39,13 @@ else:
     last = m.sort_values("step").groupby("run_id").tail(1)
     st.caption("Last logged step of each run")
     st.dataframe(last[["run_id", "step"] + picked], hide_index=True)
+
+cards = common.metrics(chosen, "judge_validity")
+if not cards.empty:  # OAIF runs: the validity card of the annotator they trained with
+    st.header("Judge validity of the annotators")
+    val = R.validity(common.results("judge_validity"))
+    val = cards[["run_id", "result_id"]].astype({"result_id": int}).merge(val, on="result_id")
+    st.dataframe(val, hide_index=True)
 
 
 def flatten(d, prefix=""):

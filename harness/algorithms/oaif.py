@@ -2,8 +2,9 @@
 
 Each step: take `train.batch_size` task prompts (seeded order), sample TWO responses per prompt
 from the current policy, ask the annotator (a LabelFn; the trainer never sees the judge) which is
-better, and hand {prompt, chosen, rejected, p} examples to the SAME PreferenceObjective offline DPO
-uses. Only where the pairs come from differs: the loop is harness.trainer.train.
+better, and hand {prompt, chosen, rejected, p, *_ids, *_truncated} examples (the sampled token ids:
+trained on as sampled, EOS only where one was sampled) to the SAME PreferenceObjective offline DPO
+uses. A verdict that flips with the presentation order is a tie (MT-Bench), skipped and counted. Only where the pairs come from differs: the loop is harness.trainer.train.
 
 Every sample and label is stored as it is made, with its step. On resume the trainer restores the
 RNG and this source's position, so the interrupted step samples the same pairs again; their labels
@@ -17,7 +18,7 @@ import random
 import time
 from typing import Sequence
 
-from ..records import Judgement, Label, Pair, combine_orders, prompt_text
+from ..records import Judgement, Label, Pair, combine_orders, order_inconsistent, prompt_text
 from ..trainer import StepData
 from .preference import PreferenceObjective
 
@@ -36,12 +37,14 @@ def apply_eos_penalty(verdict: str, p_a: float | None, trunc_a: bool, trunc_b: b
     """TRL's missing-EOS penalty for a pairwise annotator: (verdict, p_a, changed).
 
     TRL subtracts `penalty` from the reward of a response without EOS. With a probability p_a =
-    sigmoid(r_a - r_b) that is a shift of logit(p_a) by the penalty; an annotator that gives no
-    probability (or an unparsed/tied one) makes the truncated response lose outright."""
+    sigmoid(r_a - r_b) on a decided verdict that is a shift of logit(p_a) by the penalty. Without a
+    probability (a vote: rule judges, generate mode; records.combine_orders gives p_a=None), and
+    for unparsed or tied verdicts (a tie's mean p_a is no verified preference: the orders may have
+    disagreed), the truncated response loses outright."""
     if trunc_a == trunc_b:
         return verdict, p_a, False
     shift = penalty if trunc_b else -penalty  # the complete response gains
-    if p_a is not None and verdict in ("A", "B", "tie"):
+    if p_a is not None and verdict in ("A", "B"):
         new_p = _sigmoid(_logit(p_a) + shift)
         new_v = "A" if new_p > 0.5 else "B" if new_p < 0.5 else "tie"
         return new_v, new_p, new_v != verdict
@@ -52,20 +55,26 @@ def apply_eos_penalty(verdict: str, p_a: float | None, trunc_a: bool, trunc_b: b
 def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tuple],
                            truncated: Sequence[tuple[bool, bool]], tie_policy: str = "skip",
                            missing_eos_penalty: float | None = None,
-                           prompts: Sequence | None = None) -> tuple[list[dict], dict]:
+                           prompts: Sequence | None = None,
+                           token_ids: Sequence[tuple[list[int], list[int]]] | None = None) -> tuple[list[dict], dict]:
     """Judged pairs -> preference examples and the step's judge metrics.
 
-    Decided pairs become {prompt, chosen, rejected, p} with p = P(chosen better) where the annotator
-    gives one. Ties and unparsed verdicts are skipped (`tie_policy: skip`) or kept with their soft
-    probability (`soft`: p_a, or 0.5 when unparsed), which only `loss.kind: soft` reads.
+    Decided pairs become {prompt, chosen, rejected, p, chosen_truncated, rejected_truncated} with
+    p = P(chosen better) where the annotator gives one. Ties (including pairs whose verdict flipped
+    with the order, MT-Bench's rule) and unparsed verdicts are skipped (`tie_policy: skip`; the
+    order-flipped ones counted in `judge/order_inconsistent`) or kept with their soft probability
+    (`soft`: p_a, or 0.5 without one), which only `loss.kind: soft` reads.
+    `token_ids`: per pair, the sampled ids of (a, b) (EOS included where sampled); the examples
+    carry them as `chosen_ids`/`rejected_ids`, so the objective trains on exactly those tokens.
     `lengths`: per pair, comparable lengths of (a, b), e.g. (tokens, characters) tuples: the
     shorter response is the one with the smaller tuple; equal lengths do not count. `prompts`: the
     prompts as the policy saw them (chat messages stay messages), default each pair's prompt text."""
-    examples, n_tie, n_unparsed, n_skipped, n_eos = [], 0, 0, 0, 0
+    examples, n_tie, n_unparsed, n_skipped, n_eos, n_flipped = [], 0, 0, 0, 0, 0
     first, n_first, consistent, n_consistent = 0, 0, 0, 0
     shorter, n_shorter = 0, 0
     prompts = list(prompts) if prompts is not None else [j.pair.prompt for j in judgements]
-    for j, (la, lb), (ta, tb), prompt in zip(judgements, lengths, truncated, prompts):
+    ids = list(token_ids) if token_ids is not None else [None] * len(judgements)
+    for j, (la, lb), (ta, tb), prompt, pair_ids in zip(judgements, lengths, truncated, prompts, ids):
         for lab in j.labels:  # position bias: did the label prefer the response shown first?
             if lab.verdict in ("A", "B"):
                 n_first += 1
@@ -83,17 +92,22 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
             verdict, p_a, changed = apply_eos_penalty(verdict, p_a, ta, tb, missing_eos_penalty)
             n_eos += changed
         pair = j.pair
-        if verdict in ("A", "B"):
-            a_wins = verdict == "A"
-            p = None if p_a is None else (p_a if a_wins else 1.0 - p_a)
-            examples.append({"prompt": prompt, "chosen": pair.response_a if a_wins else pair.response_b,
-                             "rejected": pair.response_b if a_wins else pair.response_a, "p": p,
-                             "pair_id": pair.pair_id})
-        elif tie_policy == "soft":
-            examples.append({"prompt": prompt, "chosen": pair.response_a, "rejected": pair.response_b,
-                             "p": 0.5 if p_a is None else p_a, "pair_id": pair.pair_id})
+        if verdict in ("A", "B") or tie_policy == "soft":
+            a_wins = verdict != "B"  # a soft tie keeps A as `chosen` with p = p_a
+            if verdict in ("A", "B"):
+                p = None if p_a is None else (p_a if a_wins else 1.0 - p_a)
+            else:
+                p = 0.5 if p_a is None else p_a
+            ex = {"prompt": prompt, "chosen": pair.response_a if a_wins else pair.response_b,
+                  "rejected": pair.response_b if a_wins else pair.response_a, "p": p, "pair_id": pair.pair_id,
+                  "chosen_truncated": bool(ta if a_wins else tb), "rejected_truncated": bool(tb if a_wins else ta)}
+            if pair_ids is not None:
+                ex["chosen_ids"], ex["rejected_ids"] = (list(pair_ids[0]), list(pair_ids[1])) if a_wins else (
+                    list(pair_ids[1]), list(pair_ids[0]))
+            examples.append(ex)
         else:
             n_skipped += 1
+            n_flipped += order_inconsistent(j)
     n = max(len(judgements), 1)
     nan = float("nan")
     metrics = {
@@ -101,6 +115,7 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
         "judge/tie_rate": n_tie / n,
         "judge/unparsed_rate": n_unparsed / n,
         "judge/skipped": float(n_skipped),
+        "judge/order_inconsistent": float(n_flipped),  # of the skipped: the verdict flipped with the order
         "judge/p_first": first / n_first if n_first else nan,
         "judge/consistency": consistent / n_consistent if n_consistent else nan,
         "judge/prefers_shorter": shorter / n_shorter if n_shorter else nan,
@@ -173,7 +188,8 @@ class OaifSource:
         truncs = [(a.truncated, b.truncated) for a, b in samples]
         examples, metrics = judgements_to_examples(judgements, lengths, truncs, self.cfg.oaif.tie_policy,
                                                    self.cfg.oaif.missing_eos_penalty,
-                                                   prompts=[r["prompt"] for r in rows_in])
+                                                   prompts=[r["prompt"] for r in rows_in],
+                                                   token_ids=[(a.token_ids, b.token_ids) for a, b in samples])
         flat = [s for pair in samples for s in pair]
         metrics.update({
             "sample/len_mean": sum(s.n_tokens for s in flat) / max(len(flat), 1),
@@ -222,8 +238,8 @@ def prompt_row(prompt) -> dict:
 
 
 def objective_config(cfg):
-    """The run config the objective reads: responses cut at `sampling.max_new_tokens`, so a response
-    sampled without EOS is trained without one (encode_response appends EOS, then cuts)."""
+    """The run config the objective reads: responses cut at `sampling.max_new_tokens` (the objective
+    trains on the sampled ids, EOS only where one was sampled; the cut bounds any text-only example)."""
     out = copy.deepcopy(cfg)
     out.data.max_response_tokens = cfg.sampling.max_new_tokens
     return out
@@ -250,4 +266,5 @@ def build(cfg, store, run_id, model, tokenizer, ref, home):
     label_fn = make_label_fn(judge, store, run_id)
     sampler = make_sampler(cfg.sampling, model, tokenizer, cfg.data, system=task.spec.system)
     source = OaifSource(cfg, store, run_id, sampler, label_fn, prompts, task_name=cfg.data.task)
-    return source, PreferenceObjective(objective_config(cfg))
+    # the task's system prompt reaches the objective as it reached the sampler: same prompt tokens
+    return source, PreferenceObjective(objective_config(cfg), system=task.spec.system)

@@ -30,11 +30,12 @@ class OfflineSource:
     With `ref` set (preference data), each example gets `ref_chosen`/`ref_rejected` from the cache,
     computed for the missing ones (split over processes, then shared) in micro-batch chunks."""
 
-    def __init__(self, train: list[dict], evals: list[dict], cfg, tokenizer, ref=None):
+    def __init__(self, train: list[dict], evals: list[dict], cfg, tokenizer, ref=None, system: str | None = None):
         if not train:
             raise ValueError("data: no training examples")
         self.train, self.evals = train, evals
         self.cfg, self.tokenizer, self.ref = cfg, tokenizer, ref
+        self.system = system  # the task's system prompt, in the reference log-probs as in the objective's
         self.epoch, self.pos = 0, 0
         self.ref_cache: dict[int, tuple[float, float]] = {}
         self.eval_ref: dict[int, tuple[float, float]] = {}
@@ -60,7 +61,7 @@ class OfflineSource:
         missing = list({e["index"]: e for e in examples if e["index"] not in self.ref_cache}.values())
         if missing:
             mine = [dict(e) for e in ctx.shard(missing)]
-            attach_reference(mine, self.ref, self.tokenizer, self.cfg.data, self._chunk())
+            attach_reference(mine, self.ref, self.tokenizer, self.cfg.data, self._chunk(), self.system)
             found = [(e["index"], e["ref_chosen"], e["ref_rejected"]) for e in mine]
             if ctx.world > 1:
                 from accelerate.utils import gather_object
@@ -76,7 +77,7 @@ class OfflineSource:
         out = [{**e, "index": i} for i, e in enumerate(self.evals)]
         if self.ref is not None and out:
             todo = [e for e in out if e["index"] not in self.eval_ref]
-            attach_reference(todo, self.ref, self.tokenizer, self.cfg.data, self._chunk())
+            attach_reference(todo, self.ref, self.tokenizer, self.cfg.data, self._chunk(), self.system)
             for e in todo:
                 self.eval_ref[e["index"]] = (e["ref_chosen"], e["ref_rejected"])
             for e in out:
@@ -99,11 +100,15 @@ class OfflineSource:
 
 
 class SFTObjective:
-    """Negative log-likelihood per response token (mean over sequences) of `response` given `prompt`."""
+    """Negative log-likelihood per response token (mean over sequences) of `response` given `prompt`,
+    with the task's system prompt in front as the sampler puts it."""
+
+    def __init__(self, system: str | None = None):
+        self.system = system
 
     def __call__(self, model, examples: list[dict], ctx) -> tuple[torch.Tensor, dict]:
         batch = build_batch(ctx.tokenizer, [e["prompt"] for e in examples], [e["response"] for e in examples],
-                            ctx.cfg.data)
+                            ctx.cfg.data, system=self.system)
         logps, n = sequence_logprobs(model, batch)
         nll = losses.sft_nll(logps, n)
         with torch.no_grad():
@@ -123,7 +128,8 @@ def build_dpo(cfg, store, run_id, model, tokenizer, ref, home=None):
     task = load_task(d.task)
     train, evals = task.preference_splits(path=d.path, eval_fraction=d.eval_fraction, max_train=d.max_train,
                                           max_eval=d.max_eval)
-    return OfflineSource(train, evals, cfg, tokenizer, ref), PreferenceObjective()
+    system = task.spec.system
+    return OfflineSource(train, evals, cfg, tokenizer, ref, system), PreferenceObjective(system=system)
 
 
 def sft_examples(task, split: str, path: str | None, cfg) -> list[dict]:
@@ -145,4 +151,4 @@ def build_sft(cfg, store, run_id, model, tokenizer, ref=None, home=None):
     evals = sft_examples(task, "eval", cfg.data.path, cfg)
     if not train:
         raise ValueError(f"data.task {task.name}: no responses to fine-tune on (no reference answers or chosen responses)")
-    return OfflineSource(train, evals, cfg, tokenizer, ref=None), SFTObjective()
+    return OfflineSource(train, evals, cfg, tokenizer, ref=None), SFTObjective(system=task.spec.system)

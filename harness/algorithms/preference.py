@@ -1,9 +1,12 @@
 """The preference objective shared by offline DPO & co and OAIF.
 
-Examples are dicts `{prompt, chosen, rejected, p?, ref_chosen?, ref_rejected?}`: `p` is the
-probability (an annotator's soft label) that `chosen` is better, used by `loss.kind: soft`;
-`ref_chosen`/`ref_rejected` are cached reference log-probs (offline data), computed here with
-the reference model when absent (online data).
+Examples are dicts `{prompt, chosen, rejected, p?, ref_chosen?, ref_rejected?, chosen_ids?,
+rejected_ids?, chosen_truncated?, rejected_truncated?}`: `p` is the probability (an annotator's
+soft label) that `chosen` is better, used by `loss.kind: soft`; `ref_chosen`/`ref_rejected` are
+cached reference log-probs (offline data), computed here with the reference model when absent
+(online data). `*_ids` are the sampled token ids (trained on as they are, no re-encoding);
+`*_truncated` marks a response sampled without EOS (no EOS is appended to it). The task's system
+prompt (`system`) is part of every prompt scored, as it was when the responses were sampled.
 """
 from __future__ import annotations
 
@@ -12,15 +15,28 @@ import math
 import torch
 
 from .. import losses
+from ..evaluation.kl import KL_METRIC, exact_policy_samples, sequence_k3
 from ..logprobs import pair_batch, pair_logprobs, reference_pair_logprobs
 
 
-def attach_reference(examples: list[dict], ref, tokenizer, data_cfg, batch_size: int = 8) -> list[dict]:
+def example_batch(tokenizer, examples: list[dict], data_cfg, system: str | None = None) -> dict[str, torch.Tensor]:
+    """The 2B-row pair batch (chosen rows, then rejected) of preference examples: the system prompt
+    in every prompt, sampled ids where an example carries them, no EOS after a truncated response."""
+    prompts = [e["prompt"] for e in examples]
+    chosen = [e["chosen"] for e in examples]
+    rejected = [e["rejected"] for e in examples]
+    truncated = ([bool(e.get("chosen_truncated")) for e in examples], [bool(e.get("rejected_truncated")) for e in examples])
+    ids = ([e.get("chosen_ids") for e in examples], [e.get("rejected_ids") for e in examples])
+    return pair_batch(tokenizer, prompts, chosen, rejected, data_cfg, system=system, truncated=truncated, ids=ids)
+
+
+def attach_reference(examples: list[dict], ref, tokenizer, data_cfg, batch_size: int = 8,
+                     system: str | None = None) -> list[dict]:
     """Compute reference log-probs for `examples` (in place, in fixed chunks) and return them."""
     for i in range(0, len(examples), batch_size):
         chunk = examples[i:i + batch_size]
-        c, r = reference_pair_logprobs(ref, tokenizer, [e["prompt"] for e in chunk], [e["chosen"] for e in chunk],
-                                       [e["rejected"] for e in chunk], data_cfg)
+        c, r = reference_pair_logprobs(ref, tokenizer, None, None, None, data_cfg,
+                                       batch=example_batch(tokenizer, chunk, data_cfg, system))
         for e, vc, vr in zip(chunk, c.tolist(), r.tolist()):
             e["ref_chosen"], e["ref_rejected"] = vc, vr
     return examples
@@ -30,10 +46,11 @@ class PreferenceObjective:
     """`objective(model, examples, ctx) -> (mean loss, metrics)` for the trainer core.
 
     Loss kind and knobs come from `cfg.loss` (dpo | ipo | slic | cdpo | rdpo | soft), lengths and
-    padding from `cfg.data`; `cfg` defaults to the run's config (`ctx.cfg`)."""
+    padding from `cfg.data`; `cfg` defaults to the run's config (`ctx.cfg`). `system`: the task's
+    system prompt, which the sampler (OAIF) or the data's author put before every prompt."""
 
-    def __init__(self, cfg=None):
-        self.cfg = cfg
+    def __init__(self, cfg=None, system: str | None = None):
+        self.cfg, self.system = cfg, system
 
     def __call__(self, model, examples: list[dict], ctx) -> tuple[torch.Tensor, dict]:
         cfg = self.cfg or ctx.cfg
@@ -41,7 +58,7 @@ class PreferenceObjective:
         prompts = [e["prompt"] for e in examples]
         chosen = [e["chosen"] for e in examples]
         rejected = [e["rejected"] for e in examples]
-        batch = pair_batch(ctx.tokenizer, prompts, chosen, rejected, cfg.data)
+        batch = example_batch(ctx.tokenizer, examples, cfg.data, self.system)
         pc, pr, nc, nr = pair_logprobs(model, ctx.tokenizer, prompts, chosen, rejected, cfg.data, batch=batch)
         device, dtype = pc.device, pc.dtype
         if all("ref_chosen" in e and "ref_rejected" in e for e in examples):
@@ -64,7 +81,9 @@ class PreferenceObjective:
             loss = loss + lc.sft_weight * losses.sft_nll(pc, nc).mean()
         with torch.no_grad():
             n_tokens = float((nc + nr).sum())
-            kl = float(((pc - rc) + (pr - rr)).sum()) / max(n_tokens, 1.0)
+            # mean log(pi/ref) per token on chosen + rejected: NOT a KL (offline these are the initial
+            # policy's or the dataset's samples, and the mean can be negative)
+            logratio = float(((pc - rc) + (pr - rr)).sum()) / max(n_tokens, 1.0)
             metrics = {
                 "reward_margin": float((rw_c - rw_r).mean()),
                 # ties count half: at step 0 the policy IS the reference, every reward is 0 and the
@@ -74,11 +93,15 @@ class PreferenceObjective:
                 "reward_rejected": float(rw_r.mean()),
                 "logp_chosen": float(pc.detach().mean()),
                 "logp_rejected": float(pr.detach().mean()),
-                "kl": kl if math.isfinite(kl) else float("nan"),
+                "logratio_per_token": logratio if math.isfinite(logratio) else float("nan"),
                 "response_len": float((nc + nr).float().mean() / 2),
                 "n_tokens": n_tokens,
                 "n_pairs": float(len(examples)),
             }
             if p is not None:
                 metrics["label_p"] = float(p.mean())
+            if cfg.algo == "oaif" and ctx.ref is not None and exact_policy_samples(cfg.sampling):
+                # OAIF's pairs are the current policy's samples: the one KL (k3 per token, summed),
+                # on the kept (decisive) pairs' responses
+                metrics[KL_METRIC] = float(sequence_k3(model, ctx.ref, batch).mean())
         return loss, metrics

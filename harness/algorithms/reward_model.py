@@ -135,22 +135,33 @@ def store_examples(store, annotators: list[str], dataset: str | None, soft: bool
     return examples, {"n_labels": int(len(df)), "n_pairs": len(examples), "n_tied_skipped": ties}
 
 
-def _task_row(r: dict) -> dict:
-    p = r.get("p")
+def _task_row(r: dict, soft: bool) -> dict:
+    """A task / data.path preference row -> example. Hard labels: chosen is better (target 1), whatever
+    `p` says; soft labels: the row's `p` (P(chosen better), default 1) is the BT target."""
+    p = r.get("p")  # the data loader has checked it is a probability
     return {"prompt": r["prompt"], "response_a": r["chosen"], "response_b": r["rejected"],
-            "p": 1.0 if p is None else float(p),
+            "p": float(p) if soft and p is not None else 1.0,
             "pair_id": r.get("id") or content_hash(r["prompt"], r["chosen"], r["rejected"])}
 
 
 def task_split(cfg) -> tuple[list[dict], list[dict], dict]:
     """(train, held-out) from the task's (or data.path's) preference data, split the way every other
-    algorithm splits it (`Task.preference_splits`); `p` defaults to 1 (chosen is A)."""
+    algorithm splits it (`Task.preference_splits`). Chosen is A; the target is 1 unless
+    `reward_model.labels: soft`, which reads the rows' `p` (default 1)."""
     from ..tasks import load_task
 
     task = load_task(cfg.data.task)
     train, held = task.preference_splits(path=cfg.data.path, eval_fraction=cfg.data.eval_fraction,
                                          max_train=cfg.data.max_train, max_eval=cfg.data.max_eval, seed=cfg.train.seed)
-    return [_task_row(r) for r in train], [_task_row(r) for r in held], {"n_pairs": len(train) + len(held)}
+    soft = _soft(cfg.reward_model)
+    return ([_task_row(r, soft) for r in train], [_task_row(r, soft) for r in held],
+            {"n_pairs": len(train) + len(held), "labels": cfg.reward_model.labels})
+
+
+def _soft(rmc) -> bool:
+    if rmc.labels not in ("hard", "soft"):
+        raise ValueError(f"reward_model.labels: {rmc.labels!r} is not hard or soft")
+    return rmc.labels == "soft"
 
 
 def split_examples(examples: list[dict], data_cfg, seed: int) -> tuple[list[dict], list[dict]]:
@@ -280,7 +291,7 @@ def _score_head_trainable(model) -> bool:
 def build(cfg, store, run_id, model, tokenizer, ref, home):
     rmc = cfg.reward_model
     if rmc.annotators:
-        examples, info = store_examples(store, list(rmc.annotators), rmc.dataset, soft=rmc.labels == "soft")
+        examples, info = store_examples(store, list(rmc.annotators), rmc.dataset, soft=_soft(rmc))
         train, held = split_examples(examples, cfg.data, cfg.train.seed)
     else:
         train, held, info = task_split(cfg)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import losses
+from ..evaluation.kl import KL_METRIC, exact_policy_samples, k3_per_sequence
 from ..logprobs import _parts, collate, encode_prompt, position_ids
 from ..records import prompt_text
 from ..trainer import StepData
@@ -202,7 +203,7 @@ class RLSource:
         rows = []
         for (gi, r, j, s), v, kl_i, tot in zip(flat, scores, kl.tolist(), total.tolist()):
             row = s.as_row(prompt_text(r["prompt"]), gi * rl.k + j, policy=self.run_id,
-                           meta={"kl": kl_i, "reward_total": tot, "prompt_id": r.get("id")})
+                           meta={"logratio_per_seq": kl_i, "reward_total": tot, "prompt_id": r.get("id")})
             row["reward"] = float(v)
             rows.append(row)
         self.store.add_samples(self.run_id, step, rows)
@@ -212,13 +213,16 @@ class RLSource:
             "reward_mean": float(score_t.mean()),
             "reward_std": float(score_t.std()) if len(flat) > 1 else 0.0,
             "reward_total_mean": float(total.mean()),  # with the KL penalty: what is maximised
-            "sample/kl_rollout": float(kl.mean()),
+            # k1 = sum_t (logp - ref_logp): what the reward is penalised by (kl_coef x this); not the KL column
+            "reward_logratio_per_seq": float(kl.mean()),
             "sample/len_mean": sum(n_tok) / len(n_tok),
             "sample/truncated_rate": sum(s.truncated for *_, s in flat) / len(flat),
             "source/sample_s": t_sample,
             "source/score_s": t_score,
             "source/forward_s": t_forward,
         }
+        if exact_policy_samples(self.cfg.sampling):  # the one KL: k3 on the rollout, the policy's own samples
+            metrics[KL_METRIC] = float(k3_per_sequence(pol.logps, ref.logps, pol.mask).mean())
         if rl.method == "ppo" and rl.ppo_epochs > 1:
             self.rollout = {"step": step, "examples": examples, "metrics": metrics}
         return StepData(examples, metrics, sharded=True)
@@ -302,10 +306,8 @@ class RLObjective:
         with torch.no_grad():
             log_ratio = out.logps.detach() - old
             metrics.update({
-                "kl": float(losses.masked_sum(out.logps.detach() - ref, mask).mean()),  # to the reference, per sequence
-                # k3 = e^r - 1 - r with r = log pi_ref - log pi: never negative, for monitoring only
-                "kl_k3": float(losses.masked_sum(torch.expm1(ref - out.logps.detach()) - (ref - out.logps.detach()),
-                                                 mask).mean()),
+                # the KL column (kl_nats_per_seq) comes from the source, on the rollout: during later PPO
+                # epochs these samples are no longer the current policy's
                 "entropy": float(losses.masked_mean(out.entropy, mask).mean()),
                 "approx_kl_old": float(losses.masked_mean(0.5 * log_ratio ** 2, mask).mean()),
                 "response_len": float(mask.sum(-1).mean()),

@@ -3,7 +3,10 @@
 From one initial policy and one budget of prompts it trains offline DPO (pairs sampled once and
 labelled by the AI annotator), OAIF, OAIF told to prefer shorter responses, and RLAIF (reward model on
 the same AI labels + RLOO); evaluates each against the initial policy with a judge not used in
-training; imports PandaLM's human labels and reports annotator agreement; prints a summary table.
+training, then every pair of trained policies against each other (head-to-head, same prompts,
+both orders); imports PandaLM's human labels and reports annotator agreement; prints a summary table.
+Every win rate is printed with n, wins/ties/losses, its 95% CI and a one-line verdict, and beside the
+validity cards of the evaluation judge and of the training annotator(s).
 Every stage is an ordinary run in the store (group = the demo's id), so `harness runs`, `harness
 eval` and the dashboards show it like any other.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 
 
 from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config, read_yaml_mapping
+from ..evaluation.verdicts import CI_METHOD
 from ..report import emit
 from ..store import Store
 
@@ -41,6 +45,8 @@ class EvalStage:
     judge: str = "minilm-reference"
     n: int = 16
     max_new_tokens: int = 40
+    head_to_head: bool = True  # also compare the trained policies with each other
+    kl_samples: int = 2  # policy samples per eval prompt for each arm's KL(pi || initial); 0 skips
 
 
 @dataclass
@@ -120,13 +126,25 @@ def collect_pairs(cfg: RunConfig, store: Store, group: str) -> tuple[str, Path, 
     path = store.run_dir(run_id) / "pairs.jsonl"
     with open(path, "w") as f:
         for e in examples:
+            # the sampled ids and truncation flags travel too: offline DPO trains on the same tokens as
+            # OAIF would, and a response cut at max_new_tokens gets no EOS in either arm
             f.write(json.dumps({"prompt": e["prompt"], "chosen": e["chosen"], "rejected": e["rejected"],
-                                "p": e.get("p")}, ensure_ascii=False) + "\n")
+                                "p": e.get("p"), "chosen_truncated": e["chosen_truncated"],
+                                "rejected_truncated": e["rejected_truncated"], "chosen_ids": e.get("chosen_ids"),
+                                "rejected_ids": e.get("rejected_ids")}, ensure_ascii=False) + "\n")
     store.set_run_status(run_id, "done")
-    summary = {k: sum(m[k] for m in metrics) / len(metrics) for k in ("judge/p_first", "judge/consistency",
-                                                                       "judge/prefers_shorter", "sample/len_mean")}
+    import math
+
+    summary = {k: sum(m[k] for m in metrics if not math.isnan(m[k])) / max(1, sum(not math.isnan(m[k]) for m in metrics))
+               for k in ("judge/p_first", "judge/consistency", "judge/prefers_shorter", "sample/len_mean")}
+    for k in ("judge/n_pairs", "judge/order_inconsistent", "judge/skipped"):
+        summary[k] = int(sum(m.get(k, 0.0) for m in metrics))
     summary["pairs"] = len(examples)
     del model
+    if not examples:
+        raise ValueError(f"demo: the annotator decided none of the {summary['judge/n_pairs']} sampled pairs "
+                         f"({summary['judge/order_inconsistent']} flipped with the order shown); train on its soft "
+                         "probabilities (base.loss.kind: soft, base.oaif.tie_policy: soft) or use another annotator")
     return run_id, path, summary
 
 
@@ -169,19 +187,112 @@ def agreement_stage(demo: DemoConfig, store: Store, group: str) -> dict:
     return tables
 
 
-def summary_rows(arms: dict, evals: dict) -> list[dict]:
+def policy_kl(store: Store, run_id: str, home, prompts, m: int) -> dict:
+    """KL(pi || initial) per sequence of a trained policy on m of its own samples per prompt
+    (`harness.evaluation.kl.run_kl`: k3 per token, summed; bootstrap CI over prompts). The trainers'
+    own figures are not one quantity across arms (offline DPO samples nothing), so this one is used."""
+    from ..evaluation.kl import run_kl
+
+    if m <= 0:
+        return {}
+    return run_kl(store, run_id, home, [r["prompt"] for r in prompts], m=m)
+
+
+def summary_rows(arms: dict, evals: dict, kls: dict | None = None) -> list[dict]:
+    """One row per arm: its training, and its win rate vs the initial policy with n, W/T/L, CI, verdict."""
+    from ..evaluation.verdicts import ci_text, lc_text, verdict_line, wtl
+
     rows = []
     for arm, info in arms.items():
-        ev = evals.get(arm, {})
+        ev = evals.get(arm)
         final = info["final"]
-        rows.append({
-            "arm": arm, "run_id": info["run_id"], "annotator": info["annotator"], "train_s": round(info["seconds"]),
-            "final_loss": final.get("loss"), "kl": final.get("kl"),
-            "win_rate": ev.get("win_rate"), "ci": f"[{ev['ci_low']:.2f}, {ev['ci_high']:.2f}]" if ev else None,
-            "lc_win_rate": ev.get("lc_win_rate"), "n": ev.get("n"),
-            "chars_policy": ev.get("mean_chars_policy"), "chars_initial": ev.get("mean_chars_baseline"),
-        })
+        row = {"arm": arm, "run_id": info["run_id"], "annotator": info["annotator"],
+               "train_s": round(info["seconds"]), "final_loss": final.get("loss")}
+        kl = (kls or {}).get(arm) or {}
+        if "kl_nats_per_seq" in kl:
+            row["kl_nats_per_seq"] = kl["kl_nats_per_seq"]
+            row["kl_ci95"] = ci_text(kl.get("ci_low"), kl.get("ci_high"))
+        if ev:
+            row.update({"n": ev["n"], "w/t/l": wtl(ev), "identical": ev.get("n_identical"),
+                        "win_rate": ev["win_rate"], "ci95": ci_text(ev["ci_low"], ev["ci_high"]),
+                        "lc_win_rate (ci95)": lc_text(ev), "chars_policy": ev.get("mean_chars_policy"),
+                        "chars_initial": ev.get("mean_chars_baseline"),
+                        "verdict": f"{arm}: " + verdict_line(ev, "the initial policy")})
+        rows.append(row)
     return rows
+
+
+def head_to_head_rows(h2h: dict, names: dict[str, str]) -> list[dict]:
+    """Rows of the head-to-head table, policies named by arm."""
+    from ..evaluation.verdicts import ci_text, lc_text, verdict_line, wtl
+
+    out = []
+    for r in h2h["rows"]:
+        a, b = names.get(r["policy"], r["policy"]), names.get(r["baseline"], r["baseline"])
+        out.append({"arm_a": a, "arm_b": b, "n": r["n"], "w/t/l (a)": wtl(r), "identical": r["n_identical"],
+                    "win_rate_a": r["win_rate"], "ci95": ci_text(r["ci_low"], r["ci_high"]),
+                    "lc_win_rate_a (ci95)": lc_text(r), "verdict": f"{a}: " + verdict_line(r, b)})
+    return out
+
+
+def print_table_with_verdicts(rows: list[dict], title: str) -> None:
+    """A table without its verdict column, then the CI footnote and one verdict line per row."""
+    from ..evaluation.verdicts import ci_note
+
+    emit([{k: v for k, v in r.items() if k != "verdict"} for r in rows], "table", title=title)
+    print(ci_note())
+    for r in rows:
+        if r.get("verdict"):
+            print(f"  {r['verdict']}")
+
+
+def annotator_cards(demo: DemoConfig, store: Store, arms: dict) -> dict[str, str]:
+    """Validity card lines of the training annotator(s) the arms used (one per instruction)."""
+    from judges.registry import load_judge
+
+    from ..config import JudgeRef
+    from ..evaluation.validity import card_line, judge_card
+
+    refs = {}
+    if {"offline_dpo", "oaif", "rlaif"} & set(arms):
+        refs[demo.annotator] = JudgeRef(name=demo.annotator)
+    if "oaif_shorter" in arms:
+        refs[f"{demo.annotator} + {demo.shorter_instruction!r}"] = JudgeRef(name=demo.annotator,
+                                                                          instruction=demo.shorter_instruction)
+    return {label: judge_card(store, load_judge(ref, store.home), store.home) for label, ref in refs.items()}
+
+
+def findings(rows: list[dict], h2h_rows: list[dict] | None, cards: dict[str, dict], min_consistency: float = 0.5) -> list[str]:
+    """The summary in words: which contrasts the CIs resolve, which not, and which judges to distrust."""
+    resolved = [r["verdict"] for r in rows + (h2h_rows or []) if r.get("verdict") and "not distinguishable" not in r["verdict"]]
+    unresolved = [r["verdict"].split(":")[0] + (f" vs {r['arm_b']}" if "arm_b" in r else " vs initial")
+                  for r in rows + (h2h_rows or []) if r.get("verdict") and "not distinguishable" in r["verdict"]]
+    out = [f"resolved (95% CI excludes 0.5): {len(resolved)} contrast(s)" + ("" if resolved else "; none")]
+    out += [f"  {v}" for v in resolved]
+    out.append(f"not resolved (CI contains 0.5): {', '.join(unresolved) if unresolved else 'none'}")
+    for who, card in cards.items():
+        pc = (card or {}).get("position_consistency") or {}
+        if pc.get("value") is None:
+            out.append(f"{who}: position consistency not measured (n=0): its verdicts are unchecked")
+        elif pc["value"] < min_consistency:
+            out.append(f"{who}: position consistency {pc['value']:.2f} (n={pc['n']}, 95% CI [{pc['ci_low']:.2f}, "
+                       f"{pc['ci_high']:.2f}]) is below {min_consistency}: its labels follow the order shown, not the "
+                       "content, so what was trained on them is not evidence about AI feedback")
+    return out
+
+
+def print_cards(cards: dict[str, str]) -> None:
+    """Judge validity cards printed under a win-rate table: the figures say how far to trust it."""
+    for who, line in cards.items():
+        print(f"validity card, {who}: {line}")
+
+
+def agreement_columns(columns) -> list[str]:
+    """Agreement-table columns to print: every figure with its n and CI columns where present."""
+    wanted = ("annotator", "reference", "n", "agreement", "agreement_ci_low", "agreement_ci_high", "n_no_ties",
+              "agreement_no_ties", "agreement_no_ties_ci_low", "agreement_no_ties_ci_high", "kappa",
+              "kappa_ci_low", "kappa_ci_high", "p_first", "p_longer")
+    return [c for c in wanted if c in columns]
 
 
 def add_arguments(p):
@@ -191,7 +302,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from ..config import SamplingConfig
-    from .eval import evaluate
+    from .eval import evaluate, head_to_head
 
     t_start = time.perf_counter()
     demo, base = load_demo_config(args.config, args.overrides)
@@ -208,8 +319,11 @@ def run(args) -> int:
         cfg = arm_config(base, "oaif", f"{demo.name}-pairs", judge=annot)
         t = time.perf_counter()
         pairs_run, pairs_file, pair_stats = collect_pairs(cfg, store, group)
-        print(f"{pair_stats['pairs']} labelled pairs in {time.perf_counter() - t:.0f}s -> {pairs_file}; annotator "
-              f"P(first shown) {pair_stats['judge/p_first']:.2f}, both orders agree {pair_stats['judge/consistency']:.2f}")
+        print(f"{pair_stats['pairs']} training pairs from {pair_stats['judge/n_pairs']} sampled in "
+              f"{time.perf_counter() - t:.0f}s -> {pairs_file}; annotator P(first shown) "
+              f"{pair_stats['judge/p_first']:.2f}, both orders agree {pair_stats['judge/consistency']:.2f}, "
+              f"{pair_stats['judge/order_inconsistent']} pairs flipped with the order (ties: "
+              f"{'kept with their soft probability' if base.get('oaif', {}).get('tie_policy') == 'soft' else 'skipped'})")
     if "offline_dpo" in demo.arms:
         say("2/6 offline DPO on those pairs")
         cfg = arm_config(base, "dpo", f"{demo.name}-offline-dpo", data={"path": str(pairs_file)})
@@ -236,15 +350,39 @@ def run(args) -> int:
 
     say(f"5/6 evaluate every policy against the initial one with {demo.evaluation.judge} (both orders)")
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=demo.evaluation.max_new_tokens)
-    evals, baseline_out = {}, None
+    evals, cache, eval_card = {}, {}, None
     for arm, info in arms.items():
+        # `cache`: the initial policy and each arm answer the eval prompts once (reused by head-to-head)
         res = evaluate(store, info["run_id"], "initial", demo.evaluation.judge, n=demo.evaluation.n,
-                       sampling=sampling, home=store.home, name=f"{group}:{arm} vs initial",
-                       baseline_outputs=baseline_out)
-        baseline_out = res.pop("baseline_outputs")
+                       sampling=sampling, home=store.home, name=f"{group}:{arm} vs initial", cache=cache)
+        res.pop("baseline_outputs")
         evals[arm] = res
-        print(f"  {arm}: win rate {res['win_rate']:.3f} [{res['ci_low']:.3f}, {res['ci_high']:.3f}], "
-              f"LC {res['lc_win_rate']:.3f}, n={res['n']}")
+        eval_card = res.get("judge_card")
+    from ..tasks import load_task
+
+    kl_prompts = load_task(base.get("data", {}).get("task", "quickstart")).prompts("eval")[:demo.evaluation.n]
+    kls = {arm: policy_kl(store, info["run_id"], store.home, kl_prompts, demo.evaluation.kl_samples)
+           for arm, info in arms.items()}
+    rows = summary_rows(arms, evals, kls)
+    from ..evaluation.validity import card_line
+
+    card_dicts = {f"evaluation judge {demo.evaluation.judge}": eval_card} if eval_card else {}
+    card_dicts.update({f"training annotator {k}": v for k, v in annotator_cards(demo, store, arms).items()})
+    cards = {who: card_line(card) for who, card in card_dicts.items()}
+    for row in rows:  # progress lines; the full tables come with the summary
+        if row.get("verdict"):
+            print(f"  {row['verdict']}; win rate {row['win_rate']:.3f} {row['ci95']}, LC {row['lc_win_rate (ci95)']}")
+
+    h2h = None
+    if demo.evaluation.head_to_head and len(arms) >= 2:
+        say(f"5b/6 head-to-head: every pair of trained policies, judged by {demo.evaluation.judge} (both orders)")
+        h2h = head_to_head(store, [info["run_id"] for info in arms.values()], demo.evaluation.judge,
+                           n=demo.evaluation.n, sampling=sampling, home=store.home, cache=cache,
+                           name=f"{group}:head-to-head")
+        names = {info["run_id"]: arm for arm, info in arms.items()}
+        h2h_rows = head_to_head_rows(h2h, names)
+        for row in h2h_rows:
+            print(f"  {row['verdict']}")
 
     agreement = None
     if demo.agreement.pandalm:
@@ -252,24 +390,32 @@ def run(args) -> int:
         tables = agreement_stage(demo, store, group)
         agreement = tables["agreement"]
         shown = agreement[agreement["subset"] == "(all)"] if "subset" in agreement else agreement
-        cols = [c for c in ("annotator", "n", "agreement", "agreement_no_ties", "kappa", "p_first", "p_longer")
-                if c in shown.columns]
-        emit(shown[cols].to_dict("records"), "table", title="agreement with the PandaLM human majority")
+        emit(shown[agreement_columns(shown.columns)].to_dict("records"), "table",
+             title="agreement with the PandaLM human majority (n and 95% CI beside each figure)")
         rel = tables["human_reliability"]
         if not rel.empty and "ceiling" in rel.columns:
             print(f"human-human ceiling (leave-one-out): {float(rel['ceiling'].iloc[0]):.3f}")
 
-    rows = summary_rows(arms, evals)
     total = time.perf_counter() - t_start
     summary = {"group": group, "seconds": total, "rows": rows, "budget": {"steps": budget.steps,
                "prompts_per_step": budget.batch_size}, "eval_judge": demo.evaluation.judge,
-               "annotator": demo.annotator, "rlaif_reward_model": arms.get("rlaif", {}).get("reward_model")}
+               "annotator": demo.annotator, "rlaif_reward_model": arms.get("rlaif", {}).get("reward_model"),
+               "ci_method": CI_METHOD, "judge_cards": cards,
+               "findings": findings(rows, h2h_rows if h2h else None, card_dicts),
+               "head_to_head": h2h_rows if h2h else None,
+               "head_to_head_result_id": h2h.get("result_id") if h2h else None}
     store.add_result("demo_summary", summary, name=group, judge=demo.evaluation.judge, baseline="initial")
     if args.format == "json":
         emit(summary, "json")
     else:
         say(f"summary ({total / 60:.1f} min): win rate vs the initial policy, judged by {demo.evaluation.judge}")
-        emit(rows, "table")
+        print_table_with_verdicts(rows, "each arm vs the initial policy")
+        if h2h:
+            print_table_with_verdicts(h2h_rows, "head-to-head between the arms (win rate of arm_a over arm_b)")
+        print_cards(cards)
+        say("in words")
+        for line in findings(rows, h2h_rows if h2h else None, card_dicts):
+            print(line)
         home = store.home
         print(f"\nOpen the dashboard on these results:\n  .venv/bin/harness --home {home} dashboard\n"
               f"(or: HARNESS_HOME={home} .venv/bin/streamlit run dashboards/app.py)")

@@ -2,12 +2,17 @@
 
     harness eval --policy RUN_ID|MODEL|outputs.jsonl --baseline initial|RUN_ID|MODEL|outputs.jsonl|reference
                  --judge NAME [--task T] [--n N] [--temperature 0] [--max-new-tokens 64]
+    harness eval --head-to-head RUN RUN [RUN ...] | --group GROUP   --judge NAME [...]
 
 Each side answers every prompt once (greedy by default, sampled with --temperature > 0); the
 judge sees every pair in both orders (AB and BA), and the combined verdict scores the policy
-1 / 0.5 (tie) / 0. Reported: win rate (ties half), n, wins/ties/losses, a percentile-bootstrap 95%
-CI, and the length-controlled win rate (harness/evaluation/winrate.py). The pairs and labels go to
-the store (policy_a = policy, policy_b = baseline) and the summary is a `winrate` result.
+1 / 0.5 (tie) / 0. A prompt whose two answers are the same text is a tie the judge never sees
+(counted as `n_identical`). Reported: win rate (ties half), n, wins/ties/losses, a percentile-
+bootstrap 95% CI over prompts, a one-line verdict (harness/evaluation/verdicts.py), the length-
+controlled win rate with its CI or "not identified", and the judge's validity card. The pairs and
+labels go to the store (policy_a = policy, policy_b = baseline) and the summary is a `winrate`
+result. `--head-to-head` compares every pair of the given runs on the same prompts (each run
+answers once) and stores one `head_to_head` result.
 """
 from __future__ import annotations
 
@@ -18,9 +23,12 @@ from typing import Sequence
 
 from ..config import ConfigError, JudgeRef, ModelConfig, SamplingConfig
 from ..data import json_lines
+from ..evaluation.verdicts import CI_METHOD
 from ..records import prompt_text
 from ..report import emit
 from ..store import Store, StoreError
+
+POLICY_ALGOS = ("sft", "dpo", "oaif", "rlhf")
 
 
 @dataclass
@@ -125,18 +133,27 @@ def policy_outputs(spec: PolicySpec, rows: Sequence[dict], sampling: SamplingCon
 def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequence[str], baseline_out: Sequence[str],
                   policy_name: str, baseline_name: str, task: str, run_id: str | None = None,
                   orders: Sequence[str] = ("AB", "BA"), n_boot: int = 1000, seed: int = 0) -> dict:
-    """Judge policy (A) vs baseline (B) on every prompt in both orders; store; return the summary."""
+    """Judge policy (A) vs baseline (B) on every prompt in both orders; store; return the summary.
+
+    A prompt whose two answers are the same text is scored a tie without asking the judge (any
+    verdict on it could only reflect the order shown); `n_identical` counts them."""
     from judges import label_and_store
 
     from ..evaluation.winrate import length_controlled_win_rate, preference_scores, win_rate
     from ..records import Pair
 
+    if not (len(rows) == len(policy_out) == len(baseline_out)):
+        raise ValueError(f"{len(rows)} prompts but {len(policy_out)} policy and {len(baseline_out)} baseline answers")
     pairs = [Pair(prompt=prompt_text(r["prompt"]), response_a=a, response_b=b, source="eval", dataset=task,
                   record_id=r.get("id"), run_id=run_id, policy_a=policy_name, policy_b=baseline_name,
                   reference=r.get("reference")) for r, a, b in zip(rows, policy_out, baseline_out)]
-    judgements = label_and_store(judge, pairs, store, run_id=run_id, step=None, orders=orders,
-                                 progress=len(pairs) > 8)
-    scores = preference_scores(verdicts=[j.verdict for j in judgements], policy_is="A")
+    same = [a == b for a, b in zip(policy_out, baseline_out)]
+    judged = [p for p, s in zip(pairs, same) if not s]
+    judgements = label_and_store(judge, judged, store, run_id=run_id, step=None, orders=orders,
+                                 progress=len(judged) > 8)
+    it = iter(judgements)
+    verdicts = ["tie" if s else next(it).verdict for s in same]
+    scores = preference_scores(verdicts=verdicts, policy_is="A")
     wr = win_rate(scores, n_boot=n_boot, seed=seed)
     lc = length_controlled_win_rate(scores, [len(a) for a in policy_out], [len(b) for b in baseline_out],
                                     n_boot=min(n_boot, 200), seed=seed)
@@ -145,8 +162,11 @@ def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequenc
     both = [j.consistent for j in judgements if j.consistent is not None]
     return {
         "policy": policy_name, "baseline": baseline_name, "judge": judge.annotator.id,
-        "judge_version": judge.annotator.version, "task": task, **wr,
+        "judge_version": judge.annotator.version, "task": task, **wr, "n_identical": int(sum(same)),
+        "ci_method": CI_METHOD,
         "lc_win_rate": lc["lc_win_rate"], "lc_ci_low": lc["ci_low"], "lc_ci_high": lc["ci_high"],
+        # the LC fit says when it is not identified (one-signed length differences, small n)
+        "lc_identified": bool(lc.get("identified", True)), "lc_reason": lc.get("reason"),
         "length_coef": lc["length_coef"],
         "mean_chars_policy": sum(map(len, policy_out)) / max(len(policy_out), 1),
         "mean_chars_baseline": sum(map(len, baseline_out)) / max(len(baseline_out), 1),
@@ -156,42 +176,74 @@ def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequenc
     }
 
 
-def evaluate(store: Store, policy: str, baseline: str = "initial", judge: str | JudgeRef = "smollm2-logprob",
-             task: str | None = None, split: str = "eval", n: int | None = None, sampling: SamplingConfig | None = None,
-             home=None, name: str | None = None, orders: Sequence[str] = ("AB", "BA"), seed: int = 0,
-             baseline_outputs: Sequence[str] | None = None, save: bool = True) -> dict:
-    """Sample (or read) both sides on the task's prompts, judge, store a `winrate` result, return it.
-    `baseline_outputs` reuses answers already made (a study compares many policies to one baseline)."""
+def _answers(spec: PolicySpec, rows, sampling: SamplingConfig, data_cfg, home, system, seed: int,
+             cache: dict | None, split: str) -> list[str]:
+    """`policy_outputs`, sampled once per (policy, prompts, sampling, seed) when a `cache` dict is given:
+    a study or the demo compares one policy with several others on the same prompts."""
     import torch
 
-    from judges.registry import load_judge
+    key = (spec.kind, spec.name, spec.init_from, str(spec.path), data_cfg.task, split, len(rows),
+           sampling.temperature, sampling.top_p, sampling.max_new_tokens, seed)
+    if cache is not None and key in cache:
+        return list(cache[key])
+    torch.manual_seed(seed)
+    out = policy_outputs(spec, rows, sampling, data_cfg, home, system)
+    if cache is not None:
+        cache[key] = list(out)
+    return out
 
-    from ..config import DataConfig
-    from ..models import pick_device
+
+def _prompts(task_name: str, split: str, n: int | None):
     from ..tasks import load_task
 
-    pol = resolve_policy(policy, store)
-    base = resolve_policy(baseline, store, pol)
-    task_name = task or pol.task or base.task or "quickstart"
     t = load_task(task_name)
     rows = t.prompts(split)
     if n is not None:
         rows = rows[:n]
     if not rows:
         raise ValueError(f"task {task_name}: no {split} prompts")
+    return t, rows
+
+
+def _card(store: Store, judge, home) -> tuple[dict, str]:
+    """The judge's validity card (computed once per annotator version, then read back) and its line."""
+    from ..evaluation.validity import card_line, judge_card
+
+    card = judge_card(store, judge, home)
+    return card, card_line(card)
+
+
+def evaluate(store: Store, policy: str, baseline: str = "initial", judge: str | JudgeRef = "smollm2-logprob",
+             task: str | None = None, split: str = "eval", n: int | None = None, sampling: SamplingConfig | None = None,
+             home=None, name: str | None = None, orders: Sequence[str] = ("AB", "BA"), seed: int = 0,
+             baseline_outputs: Sequence[str] | None = None, save: bool = True, cache: dict | None = None,
+             validity: bool = True) -> dict:
+    """Sample (or read) both sides on the task's prompts, judge, store a `winrate` result, return it.
+    `baseline_outputs` reuses answers already made (a study compares many policies to one baseline);
+    `cache` (a dict the caller keeps) does the same for both sides and any number of calls. With
+    `validity`, the result carries the judge's validity card (`judge_card`, `judge_card_line`)."""
+    from judges.registry import load_judge
+
+    from ..config import DataConfig
+    from ..models import pick_device
+
+    pol = resolve_policy(policy, store)
+    base = resolve_policy(baseline, store, pol)
+    task_name = task or pol.task or base.task or "quickstart"
+    t, rows = _prompts(task_name, split, n)
     sampling = sampling or SamplingConfig(temperature=0.0, max_new_tokens=64)
     data_cfg = DataConfig(task=task_name)
-    torch.manual_seed(seed)
-    pol_out = policy_outputs(pol, rows, sampling, data_cfg, home, t.spec.system)
-    torch.manual_seed(seed)
+    pol_out = _answers(pol, rows, sampling, data_cfg, home, t.spec.system, seed, cache, split)
     base_out = list(baseline_outputs) if baseline_outputs is not None else \
-        policy_outputs(base, rows, sampling, data_cfg, home, t.spec.system)
+        _answers(base, rows, sampling, data_cfg, home, t.spec.system, seed, cache, split)
     ref = judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge)
     j = load_judge(ref, home, str(pick_device("auto")), rubric=t.rubric)
     result = judge_outputs(store, j, rows, pol_out, base_out, pol.name, base.name, task_name, pol.run_id, orders,
                            seed=seed)
     result.update(split=split, sampling={"temperature": sampling.temperature, "top_p": sampling.top_p,
                                          "max_new_tokens": sampling.max_new_tokens}, instruction=ref.instruction)
+    if validity:
+        result["judge_card"], result["judge_card_line"] = _card(store, j, home)
     result["baseline_outputs"] = base_out
     if save:
         saved = {k: v for k, v in result.items() if k != "baseline_outputs"}
@@ -201,12 +253,90 @@ def evaluate(store: Store, policy: str, baseline: str = "initial", judge: str | 
     return result
 
 
+def head_to_head(store: Store, run_ids: Sequence[str], judge: str | JudgeRef = "smollm2-logprob",
+                 task: str | None = None, split: str = "eval", n: int | None = None,
+                 sampling: SamplingConfig | None = None, home=None, orders: Sequence[str] = ("AB", "BA"),
+                 seed: int = 0, cache: dict | None = None, name: str | None = None, save: bool = True,
+                 validity: bool = True) -> dict:
+    """Every pair (i < j) of the policies `run_ids` on the same prompts, both orders, with CIs.
+
+    Each policy answers once (`cache`, shared with `evaluate`), the judge is loaded once. Returns
+    {task, judge, policies, rows: [winrate result of policy i (A) vs policy j (B), with
+    `verdict`]}; stored as one `head_to_head` result. Identical answers are ties the judge never
+    sees (`n_identical` per row)."""
+    from judges.registry import load_judge
+
+    from ..config import DataConfig
+    from ..evaluation.verdicts import verdict_line
+    from ..models import pick_device
+
+    run_ids = list(dict.fromkeys(run_ids))
+    if len(run_ids) < 2:
+        raise ConfigError(f"head-to-head: needs at least two different policies, got {run_ids}")
+    specs = [resolve_policy(r, store) for r in run_ids]
+    tasks = {s.task for s in specs if s.task}
+    if task is None and len(tasks) > 1:
+        raise ConfigError(f"head-to-head: the policies were trained on different tasks {sorted(tasks)}; give --task")
+    task_name = task or (tasks.pop() if tasks else "quickstart")
+    t, rows = _prompts(task_name, split, n)
+    sampling = sampling or SamplingConfig(temperature=0.0, max_new_tokens=64)
+    data_cfg = DataConfig(task=task_name)
+    cache = {} if cache is None else cache
+    outs = [_answers(s, rows, sampling, data_cfg, home, t.spec.system, seed, cache, split) for s in specs]
+    ref = judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge)
+    j = load_judge(ref, home, str(pick_device("auto")), rubric=t.rubric)
+    table = []
+    for a in range(len(specs)):
+        for b in range(a + 1, len(specs)):
+            res = judge_outputs(store, j, rows, outs[a], outs[b], specs[a].name, specs[b].name, task_name,
+                                None, orders, seed=seed)
+            res["verdict"] = f"{specs[a].name}: " + verdict_line(res, specs[b].name)
+            table.append(res)
+    result = {"task": task_name, "split": split, "judge": j.annotator.id, "judge_version": j.annotator.version,
+              "instruction": ref.instruction, "policies": [s.name for s in specs], "n_prompts": len(rows),
+              "ci_method": CI_METHOD, "sampling": {"temperature": sampling.temperature, "top_p": sampling.top_p,
+                                                   "max_new_tokens": sampling.max_new_tokens},
+              "rows": table}
+    if validity:
+        result["judge_card"], result["judge_card_line"] = _card(store, j, home)
+    if save:
+        result["result_id"] = store.add_result("head_to_head", result,
+                                               name=name or "head-to-head: " + ", ".join(result["policies"]),
+                                               task=task_name, judge=j.annotator.id, baseline="each other")
+    return result
+
+
+def group_policies(store: Store, group: str) -> list[str]:
+    """The finished policy runs of a group (what `--group` compares): algos that make a policy."""
+    runs = [r for r in store.list_runs(group=group)
+            if r["algo"] in POLICY_ALGOS and r["status"] == "done" and store.latest_checkpoint(r["run_id"])]
+    if len(runs) < 2:
+        raise ConfigError(f"--group {group}: needs at least two finished policy runs ({', '.join(POLICY_ALGOS)}), "
+                          f"found {len(runs)}")
+    return [r["run_id"] for r in runs]
+
+
+def print_winrates(results: Sequence[dict], baseline_names: Sequence[str], title: str, lead: str = "policy") -> None:
+    """The win-rate table every command prints: n, W/T/L, CI, LC (with CI or 'not identified'), verdict."""
+    from ..evaluation.verdicts import ci_note, winrate_row
+
+    rows = [winrate_row(r, b, **{lead: r.get("policy"), "baseline": r.get("baseline")})
+            for r, b in zip(results, baseline_names)]
+    emit([{k: v for k, v in row.items() if k != "verdict"} for row in rows], "table", title=title)
+    print(ci_note())
+    for row in rows:
+        print(f"  {row[lead]}: {row['verdict']}")
+
+
 # -- CLI ----------------------------------------------------------------------------------------
 def add_arguments(p):
-    p.add_argument("--policy", required=True, help="a run id, a model (hub id, local dir, smollm2-135m-instruct) "
-                                                    "or an outputs .jsonl ({prompt|id, response})")
+    p.add_argument("--policy", default=None, help="a run id, a model (hub id, local dir, smollm2-135m-instruct) "
+                                                   "or an outputs .jsonl ({prompt|id, response})")
     p.add_argument("--baseline", default="initial", help="initial (the policy run's starting model), a run id, "
                                                          "a model, an outputs .jsonl, or reference (the task's answers)")
+    p.add_argument("--head-to-head", nargs="+", default=None, metavar="RUN",
+                   help="compare every pair of these policies (run ids, models, outputs files) with each other")
+    p.add_argument("--group", default=None, help="head-to-head between the finished policy runs of this group")
     p.add_argument("--judge", default="smollm2-logprob", help="judge name (judges/configs/<name>.yaml, rule:..., rm:...)")
     p.add_argument("--instruction", default=None, help="annotator instruction for an LLM judge")
     p.add_argument("--task", default=None, help="task whose prompts to use (default: the policy run's task)")
@@ -220,20 +350,42 @@ def add_arguments(p):
     p.add_argument("--name", default=None, help="name of the stored result")
 
 
+def _baseline_words(name: str) -> str:
+    return "the initial policy" if name.startswith("initial:") else name
+
+
 def run(args) -> int:
+    chosen = [x for x, given in (("--policy", args.policy), ("--head-to-head", args.head_to_head),
+                                 ("--group", args.group)) if given]
+    if len(chosen) != 1:
+        raise ConfigError("harness eval: give exactly one of --policy, --head-to-head or --group"
+                          + (f" (got {', '.join(chosen)})" if chosen else ""))
     store = Store(args.home)
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens)
-    result = evaluate(store, args.policy, args.baseline, JudgeRef(name=args.judge, instruction=args.instruction),
-                      task=args.task, split=args.split, n=args.n, sampling=sampling, home=args.home, name=args.name,
-                      orders=("AB",) if args.one_order else ("AB", "BA"), seed=args.seed)
+    ref = JudgeRef(name=args.judge, instruction=args.instruction)
+    orders = ("AB",) if args.one_order else ("AB", "BA")
+    if args.policy is None:
+        runs = args.head_to_head or group_policies(store, args.group)
+        res = head_to_head(store, runs, ref, task=args.task, split=args.split, n=args.n, sampling=sampling,
+                           home=args.home, orders=orders, seed=args.seed, name=args.name)
+        if args.format == "json":
+            emit(res, "json")
+            return 0
+        print_winrates(res["rows"], [r["baseline"] for r in res["rows"]], lead="policy",
+                       title=f"head-to-head on {res['task']} ({res['split']}), judge {res['judge']}: "
+                             "win rate of policy over baseline")
+        print(res["judge_card_line"])
+        return 0
+    result = evaluate(store, args.policy, args.baseline, ref, task=args.task, split=args.split, n=args.n,
+                      sampling=sampling, home=args.home, name=args.name, orders=orders, seed=args.seed)
     result.pop("baseline_outputs", None)
     if args.format == "json":
         emit(result, "json")
         return 0
-    row = {k: result[k] for k in ("policy", "baseline", "judge", "n", "wins", "ties", "losses", "n_unparsed",
-                                  "win_rate", "ci_low", "ci_high", "lc_win_rate")}
-    emit([row], "table", title=f"win rate on {result['task']} ({result['split']})")
-    print(f"length-controlled 95% CI [{result['lc_ci_low']:.3f}, {result['lc_ci_high']:.3f}]; mean chars "
-          f"policy {result['mean_chars_policy']:.0f} vs baseline {result['mean_chars_baseline']:.0f}; "
-          f"P(first shown preferred) {result['p_first']:.2f}; both orders agree {result['consistency']:.2f}")
+    print_winrates([result], [_baseline_words(result["baseline"])],
+                   title=f"win rate on {result['task']} ({result['split']}), judge {result['judge']}")
+    print(f"mean chars policy {result['mean_chars_policy']:.0f} vs baseline {result['mean_chars_baseline']:.0f}; "
+          f"on these pairs: P(first shown preferred) {result['p_first']:.2f}, both orders agree "
+          f"{result['consistency']:.2f}")
+    print(result["judge_card_line"])
     return 0

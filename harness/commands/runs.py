@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..report import emit
 from ..store import Store
 
-SHOWN_METRICS = ("loss", "reward_acc", "reward_margin", "kl", "reward_mean", "response_len")
+SHOWN_METRICS = ("loss", "reward_acc", "reward_margin", "kl_nats_per_seq", "reward_mean", "response_len")
 
 
 def add_arguments(p):

@@ -6,8 +6,12 @@ per annotator, then reports for each:
   - per step: mean response length of the policy's samples (tokens; also words) and the
     annotator's preference rate for the shorter response of each pair (`judge/prefers_shorter`);
   - at the end: the win rate of the final policy against the initial policy on the task's eval
-    prompts under ONE fixed judge without any instruction (`--eval-judge`), ties half, with a
-    bootstrap 95% CI and the length-controlled win rate.
+    prompts under ONE fixed judge without any instruction, ties half, with n, wins/ties/losses, a
+    bootstrap 95% CI, a one-line verdict and the length-controlled win rate.
+The evaluation judge is HELD OUT by default: one that trained none of the arms (`held_out_judge`:
+minilm-reference when the task has reference answers, else the default LLM judge), since an arm
+graded by its own annotator measures how well it learnt that annotator, not how good it became.
+`--eval-judge` overrides it; the summary says whether the judge that graded was held out.
 Runs share a group name; a run already done in that group is reused, an unfinished one resumed.
 The summary is stored as a `controllability` result.
 """
@@ -92,6 +96,33 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+HELD_OUT_CANDIDATES = ("minilm-reference", JudgeRef().name)  # in order of preference
+
+
+def held_out_judge(training_judges, task_has_references: bool, given: str | None = None) -> tuple[str, bool]:
+    """(evaluation judge, held_out): `given` if set, else the first candidate that trained no arm.
+
+    A candidate is excluded when an arm trained with the same judge name (any instruction: the same
+    model told something else is not an independent grader). minilm-reference needs reference answers."""
+    trained = {str(j) for j in training_judges}
+    if given:
+        return given, given not in trained
+    candidates = [c for c in HELD_OUT_CANDIDATES if task_has_references or c != "minilm-reference"]
+    for c in candidates:
+        if c not in trained:
+            return c, True
+    raise ValueError(f"study controllability: no held-out evaluation judge: the candidates "
+                     f"{', '.join(candidates)} each trained an arm ({', '.join(sorted(trained))}); "
+                     "give --eval-judge (it will be reported as not held out if it trained an arm)")
+
+
+def _has_references(task: str) -> bool:
+    from ..tasks import load_task
+
+    rows = load_task(task).prompts("eval")
+    return bool(rows) and all(r.get("reference") for r in rows)
+
+
 def run_study(store: Store, config: str, overrides: list[str], instructions=None, judges=None,
               group: str | None = None, eval_judge: str | None = None, eval_n: int | None = None,
               eval_max_new_tokens: int | None = None, evaluate_arms: bool = True, quiet: bool = True,
@@ -103,7 +134,9 @@ def run_study(store: Store, config: str, overrides: list[str], instructions=None
         raise ValueError(f"{config}: algo: the controllability study trains OAIF runs, not {cfg.algo!r}")
     arms = variants(cfg, instructions, judges)
     group = group or f"ctl-{cfg.name or 'oaif'}-{_slug('-'.join(a['slug'] for a in arms))}"
-    neutral = eval_judge or (cfg.judge.name if not cfg.judge.name.startswith(("rule:", "rm:")) else JudgeRef().name)
+    neutral, held_out = (None, None)
+    if evaluate_arms:
+        neutral, held_out = held_out_judge([a["judge"] for a in arms], _has_references(cfg.data.task), eval_judge)
     sampling = SamplingConfig(temperature=eval_temperature,
                               max_new_tokens=eval_max_new_tokens or cfg.sampling.max_new_tokens)
     baseline_outputs = None
@@ -122,16 +155,18 @@ def run_study(store: Store, config: str, overrides: list[str], instructions=None
                            sampling=sampling, home=store.home, name=f"{group}: {arm['label']} vs initial",
                            baseline_outputs=baseline_outputs)
             baseline_outputs = res.pop("baseline_outputs")
-            entry["winrate"] = {k: res[k] for k in ("n", "wins", "ties", "losses", "n_unparsed", "win_rate",
-                                                    "ci_low", "ci_high", "lc_win_rate", "lc_ci_low", "lc_ci_high",
-                                                    "mean_chars_policy", "mean_chars_baseline", "result_id")}
+            entry["winrate"] = {k: res.get(k) for k in (
+                "policy", "baseline", "n", "wins", "ties", "losses", "n_unparsed", "n_identical", "win_rate",
+                "ci_low", "ci_high", "ci_method", "lc_win_rate", "lc_ci_low", "lc_ci_high", "lc_identified",
+                "lc_reason", "mean_chars_policy", "mean_chars_baseline", "result_id", "judge_card_line")}
         out_arms.append(entry)
     result = {"group": group, "config": config, "overrides": list(overrides), "task": cfg.data.task,
-              "eval_judge": neutral if evaluate_arms else None, "eval_n": eval_n,
+              "eval_judge": neutral, "eval_judge_held_out": held_out,
+              "eval_judge_trained": sorted({a["label"] for a in arms if a["judge"] == neutral}), "eval_n": eval_n,
               "eval_sampling": {"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens},
               "arms": out_arms}
     result["result_id"] = store.add_result("controllability", result, name=group, task=cfg.data.task,
-                                           judge=neutral if evaluate_arms else None, baseline="initial")
+                                           judge=neutral, baseline="initial")
     return result
 
 
@@ -145,8 +180,8 @@ def add_arguments(p):
     p.add_argument("--judges", nargs="+", default=None, help="annotators, one arm each, e.g. rule:shorter rule:longer")
     p.add_argument("--group", default=None, help="group name of the runs (default: from the config and arms)")
     p.add_argument("--eval-judge", default=None,
-                   help="the fixed, neutral judge of the final win rates (default: the config's LLM judge, "
-                        "without instruction; smollm2-logprob for rule annotators)")
+                   help="the fixed judge of the final win rates (default: a held-out judge that trained no arm: "
+                        "minilm-reference for tasks with reference answers, else smollm2-logprob)")
     p.add_argument("--eval-n", type=int, default=None, help="eval prompts for the win rates (default: all)")
     p.add_argument("--eval-max-new-tokens", type=int, default=None)
     p.add_argument("--eval-temperature", type=float, default=0.0, help="0: greedy answers (default)")
@@ -154,7 +189,18 @@ def add_arguments(p):
     p.add_argument("--verbose", action="store_true", help="show each run's training output")
 
 
+def judge_sentence(result: dict) -> str:
+    """Which judge graded, and whether it was held out (trained none of the arms)."""
+    j = result["eval_judge"]
+    if result.get("eval_judge_held_out"):
+        return f"graded by {j}, held out: it trained none of the arms"
+    return (f"graded by {j}, NOT held out: it trained arm(s) {', '.join(result.get('eval_judge_trained') or [])}, "
+            "so their win rates measure agreement with their own annotator")
+
+
 def run(args) -> int:
+    from ..evaluation.verdicts import ci_note, ci_text, lc_text, verdict_line, wtl
+
     store = Store(args.home)
     result = run_study(store, args.config, args.overrides, args.instructions, args.judges, args.group,
                        args.eval_judge, args.eval_n, args.eval_max_new_tokens, not args.no_eval,
@@ -169,11 +215,19 @@ def run(args) -> int:
                "words_last3": a["words_last3"], "prefers_shorter": a["prefers_shorter"]}
         if "winrate" in a:
             w = a["winrate"]
-            row.update(win_rate=w["win_rate"], ci=f"[{w['ci_low']:.2f}, {w['ci_high']:.2f}]", lc_win_rate=w["lc_win_rate"],
-                       n=w["n"])
+            row.update({"n": w["n"], "w/t/l": wtl(w), "win_rate": w["win_rate"],
+                        "ci95": ci_text(w["ci_low"], w["ci_high"]), "lc_win_rate (ci95)": lc_text(w)})
         summary.append(row)
     emit(summary, "table", title=f"controllability ({result['group']}; win rate vs initial under "
                                  f"{result['eval_judge']})")
+    if result["eval_judge"]:
+        print(ci_note())
+        for a in arms:
+            print(f"  {a['label']}: {verdict_line(a['winrate'], 'the initial policy')}")
+        print(judge_sentence(result))
+        card = next((a["winrate"].get("judge_card_line") for a in arms if a["winrate"].get("judge_card_line")), None)
+        if card:
+            print(f"validity card, evaluation judge {result['eval_judge']}: {card}")
     steps = sorted({s["step"] for a in arms for s in a["per_step"]})
     table = []
     for st in steps:

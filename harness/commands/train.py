@@ -1,5 +1,10 @@
 """`harness train CONFIG [key=value ...] [--run-id ID]`: train through the shared trainer core.
 
+An OAIF run first measures its annotator (harness/evaluation/validity.py: position consistency,
+P(first shown), P(longer), agreement with held-out human labels; stored once per annotator
+version) and stops when position consistency is below `judge.min_consistency` unless
+`judge.allow_biased: true`; the card is printed with the training summary.
+
 With `resume=true` it continues the given run (`--run-id`) or the newest unfinished run with the
 same name and algo, from its last complete checkpoint. Under `accelerate launch` every process
 runs this command; the main process creates or finds the run and shares its id.
@@ -8,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import load_config
+from ..config import ConfigError, load_config
+from ..evaluation import validity  # module, not names: tests swap its functions
 from ..report import emit
 from ..store import Store, StoreError
 
@@ -96,12 +102,41 @@ def execute(cfg, store: Store, run_id: str | None = None, group: str | None = No
     ref = models.make_reference(model, cfg.model) if algo.needs_reference else None
     source, objective = builder(cfg, store, run_id, model, tokenizer, ref, store.home)
     try:
+        card = validity_gate(cfg, store, run_id, source, accelerator)
         final = trainer.train(cfg, store, run_id, model, tokenizer, source, objective, ref=ref, accelerator=accelerator)
     except BaseException as e:
         if accelerator.is_main_process and not isinstance(e, KeyboardInterrupt):
             store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
         raise
+    if card is not None:
+        final = {**final, "judge_validity": validity.card_line(card), "judge_validity_result_id": card["result_id"],
+                 "judge_validity_card": validity.card_rows(card)}
     return run_id, final, accelerator
+
+
+def validity_gate(cfg, store: Store, run_id: str, source, accelerator) -> dict | None:
+    """OAIF (an online annotator): the judge's validity card, computed once per annotator version on
+    the main process, logged with the run (split `judge_validity`: the card's result id and its
+    figures), then checked: position consistency below `judge.min_consistency` stops the run unless
+    `judge.allow_biased`. Other algorithms, or a source without a judge: None."""
+    judge = getattr(source, "judge", None)
+    if cfg.algo != "oaif" or judge is None:
+        return None
+    card, error = None, None
+    if accelerator.is_main_process:
+        try:
+            card = validity.judge_card(store, judge, store.home, n_pairs=cfg.judge.validity_pairs,
+                              data_root=cfg.judge.validity_data)
+            figs = {f"{k}/{part}": card[k][part] for k in ("position_consistency", "p_first", "p_longer")
+                    for part in ("value", "n", "ci_low", "ci_high")}
+            store.log_metrics(run_id, 0, {"result_id": card["result_id"], **figs}, split="judge_validity")
+        except (ValueError, OSError) as e:
+            error = f"judge validity: {e}"
+    card, error = _share(accelerator, (card, error))
+    if error:
+        raise ConfigError(error)
+    validity.check_consistency(card, cfg.judge.min_consistency, cfg.judge.allow_biased, "judge")
+    return card
 
 
 def run(args) -> int:

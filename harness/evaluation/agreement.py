@@ -12,7 +12,8 @@ Step 1, per (annotator, item) (`per_item_verdicts`):
   v_AB / v_BA   the annotator's first verdict when the pair was shown in that order
   verdict       the combined verdict over all its labels of the item, as records.combine_orders:
                 mean p_a over parsed labels if all have p_a, else mean score (A=1, tie=.5, B=0);
-                > .5 -> A, < .5 -> B, == .5 -> tie; 'unparsed' if no label parsed.
+                > .5 -> A, < .5 -> B, == .5 -> tie; 'unparsed' if no label parsed; and, as
+                MT-Bench does, 'tie' when v_AB and v_BA are both parsed and differ (order-inconsistent).
   `unparsed` option: 'wrong' (default; unparsed stays a verdict of its own, so it counts as a
   disagreement / a wrong answer), 'tie' (read it as a tie: PandaLM's compute_metrics does this with
   gpt-3.5's "garbage"), 'drop' (remove those labels).
@@ -22,14 +23,20 @@ Step 2, the reference verdict of each item (`attach_reference`):
   'gold'            the combined verdict of the annotator whose id ends in ':gold' (e.g. llmbar:gold)
   'human-majority'  the plurality of the combined verdicts of the human annotators (kind human),
                     counting each once; when the top count is shared there is no reference for the
-                    item (it is left out). A human is compared with the majority of the OTHER humans
-                    (leave-one-out), never with a majority that contains its own vote.
+                    item (it is left out). In `agreement_table` every row is scored on those same
+                    items: a non-human against that majority (reference_used 'human majority'), a
+                    human against the mode of the OTHER humans (reference_used 'majority of other
+                    humans (LOO)'), where k tied modes each count with weight 1/k (alpaca_eval's
+                    expected tie-break credit). `attach_reference` keeps the older hard rule for
+                    humans (the others' unique plurality; items where the others tie are dropped).
   Items whose reference is missing or unparsed are left out; the reference annotator gets no row.
 
 Step 3, per annotator and group (dataset, subset; '(all)' pools the subsets of a dataset):
+  reference_used     which reference the row was scored against (see step 2)
   n                  items labelled by both the annotator and the reference
   agreement          P(verdict == ref) over those n items (ties must match ties)
-  agreement_no_ties  the same over items where neither says tie (n_no_ties of them)
+  agreement_no_ties  the same over items where neither says tie (n_no_ties of them: a sum of weights,
+                     so fractional for a human row whose other humans tie), with its CI
   kappa              Cohen's kappa of verdict vs ref over the n items (reliability.py)
   acc_ab / acc_ba    P(v_AB == ref) over items with an AB label (n_ab); same for BA (n_ba)
   acc_avg            pooled accuracy of all per-order labels: (sum correct_AB + sum correct_BA) /
@@ -44,9 +51,11 @@ Step 3, per annotator and group (dataset, subset; '(all)' pools the subsets of a
                      alpaca_eval) where the combined verdict picks a side: the fraction picking the
                      longer response (n_longer); ref_p_longer is the reference's own rate on the
                      items where it picks a side, for comparison
-  macro_precision / macro_recall / macro_f1  of verdict vs ref (reliability.macro_prf)
+  macro_precision / macro_recall / macro_f1  of verdict vs ref (reliability.macro_prf) over the
+                     classes named in macro_classes ('observed' by default, or 'pandalm': A,B,tie)
   n_unparsed         items whose combined verdict is unparsed
-  *_ci_low/_ci_high  95% percentile bootstrap over items (bootstrap.py) for agreement, kappa, acc_avg
+  *_ci_low/_ci_high  95% percentile bootstrap over items (bootstrap.py) for agreement,
+                     agreement_no_ties, kappa, acc_avg (a human's tied-reference rows move together)
 
 Humans (`human_reliability`, `human_loo_agreement`, `pairwise_kappa`), on items with >= 2 human
 verdicts (parsed, combined per human):
@@ -71,7 +80,8 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import DEFAULT_N_BOOT, bootstrap_ci, bootstrap_mean_ci, bootstrap_ratio_ci
-from .reliability import cohen_kappa, cohen_kappa_bootstrap, fleiss_kappa, krippendorff_alpha_nominal, macro_prf
+from .reliability import (cohen_kappa, fleiss_kappa, kappa_from_confusion, krippendorff_alpha_nominal,
+                          macro_prf)
 
 VERDICT_SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5}
 DECISIVE = ("A", "B")
@@ -81,11 +91,12 @@ UNPARSED_MODES = ("wrong", "tie", "drop")
 DEFAULT_MIN_LEN_DIFF = 30
 
 AGREEMENT_COLUMNS = [
-    "dataset", "subset", "annotator", "kind", "reference", "n", "agreement", "agreement_ci_low",
-    "agreement_ci_high", "n_no_ties", "agreement_no_ties", "kappa", "kappa_ci_low", "kappa_ci_high", "n_ab",
+    "dataset", "subset", "annotator", "kind", "reference", "reference_used", "n", "agreement", "agreement_ci_low",
+    "agreement_ci_high", "n_no_ties", "agreement_no_ties", "agreement_no_ties_ci_low", "agreement_no_ties_ci_high",
+    "kappa", "kappa_ci_low", "kappa_ci_high", "n_ab",
     "acc_ab", "n_ba", "acc_ba", "acc_avg", "acc_avg_ci_low", "acc_avg_ci_high", "n_both", "acc_both",
     "position_consistency", "n_first", "p_first", "n_longer", "p_longer", "ref_p_longer", "macro_precision",
-    "macro_recall", "macro_f1", "n_unparsed",
+    "macro_recall", "macro_f1", "macro_classes", "n_unparsed",
 ]
 
 
@@ -145,6 +156,10 @@ def per_item_verdicts(frame: pd.DataFrame, unparsed: str = "wrong", keep: Sequen
     for order in ("AB", "BA"):
         first = f[f["shown_order"] == order].groupby(keys, sort=False)["verdict"].first()
         out[f"v_{order}"] = first.reindex(out.index)
+    # MT-Bench rule, as records.combine_orders: a verdict that flips with the order shown is a tie
+    decided = out["v_AB"].isin(["A", "B", "tie"]) & out["v_BA"].isin(["A", "B", "tie"])
+    flipped = decided & (out["v_AB"] != out["v_BA"]) & (out["verdict"] != "unparsed")
+    out.loc[flipped, "verdict"] = "tie"
     out = out.drop(columns=["n_usable", "n_p", "sum_p", "sum_s"]).reset_index()
     return out
 
@@ -213,63 +228,125 @@ def _with_all(items: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([items, extra], ignore_index=True)
 
 
-def _metrics(d: pd.DataFrame, min_len_diff: float, n_boot: int, seed: int, ci: float) -> dict:
+def _metrics(d: pd.DataFrame, min_len_diff: float, n_boot: int, seed: int, ci: float,
+             macro_classes="observed") -> dict:
+    """Metrics of one annotator's rows. Rows carry a weight `_w` (1, or 1/k for each of k tied reference
+    verdicts of one item) whose sum per item is 1; n and every CI are over items (percentile bootstrap)."""
+    gid = pd.factorize(d["item"])[0]
+    n = int(gid.max() + 1) if len(d) else 0
+    w = d["_w"].to_numpy(dtype=float) if "_w" in d else np.ones(len(d))
+    per_item = (lambda x: np.bincount(gid, w * x, minlength=n))
     v = d["verdict"].to_numpy(dtype=object)
     ref = d["ref"].to_numpy(dtype=object)
-    n = len(d)
     eq = (v == ref).astype(float)
-    out: dict = {"n": n, "agreement": float(eq.mean()) if n else np.nan}
-    out["agreement_ci_low"], out["agreement_ci_high"] = bootstrap_mean_ci(eq, n_boot, seed, ci)
-    nt = (v != "tie") & (ref != "tie")
-    out["n_no_ties"] = int(nt.sum())
-    out["agreement_no_ties"] = float(eq[nt].mean()) if nt.any() else np.nan
+    credit = per_item(eq)
+    out: dict = {"n": n, "agreement": float(credit.mean()) if n else np.nan}
+    out["agreement_ci_low"], out["agreement_ci_high"] = bootstrap_mean_ci(credit, n_boot, seed, ci)
+    nt = ((v != "tie") & (ref != "tie")).astype(float)
+    num_nt, den_nt = per_item(eq * nt), per_item(nt)
+    out["n_no_ties"] = float(den_nt.sum()) if not np.allclose(den_nt, np.round(den_nt)) else int(round(den_nt.sum()))
+    out["agreement_no_ties"] = float(num_nt.sum() / den_nt.sum()) if den_nt.sum() > 0 else np.nan
+    out["agreement_no_ties_ci_low"], out["agreement_no_ties_ci_high"] = bootstrap_ratio_ci(num_nt, den_nt, n_boot,
+                                                                                         seed, ci)
     vs, rs = [str(x) for x in v], [str(x) for x in ref]
-    out["kappa"] = cohen_kappa(vs, rs) if n else np.nan
-    out["kappa_ci_low"], out["kappa_ci_high"] = bootstrap_ci(
-        lambda idx: cohen_kappa_bootstrap(vs, rs, idx), n, n_boot, seed, ci)
+    (cv, cr), cats = _codes_of(vs, rs)
+    k = len(cats)
+    cells = np.zeros((n, k * k))
+    np.add.at(cells, (gid, cv * k + cr), w)
+    out["kappa"] = float(kappa_from_confusion(cells.sum(axis=0).reshape(k, k))) if n else np.nan
+
+    def kappa_stat(idx):
+        counts = np.stack([np.bincount(r, minlength=n) for r in idx]).astype(float)
+        return kappa_from_confusion((counts @ cells).reshape(-1, k, k))
+
+    out["kappa_ci_low"], out["kappa_ci_high"] = bootstrap_ci(kappa_stat, n, n_boot, seed, ci)
     ab, ba = d["v_AB"].to_numpy(dtype=object), d["v_BA"].to_numpy(dtype=object)
     has_ab, has_ba = d["v_AB"].notna().to_numpy(), d["v_BA"].notna().to_numpy()
     ok_ab, ok_ba = has_ab & (ab == ref), has_ba & (ba == ref)
-    out["n_ab"], out["n_ba"] = int(has_ab.sum()), int(has_ba.sum())
-    out["acc_ab"] = float(ok_ab.sum() / has_ab.sum()) if has_ab.any() else np.nan
-    out["acc_ba"] = float(ok_ba.sum() / has_ba.sum()) if has_ba.any() else np.nan
-    n_orders = has_ab.astype(float) + has_ba
-    out["acc_avg"] = float((ok_ab.sum() + ok_ba.sum()) / n_orders.sum()) if n_orders.sum() else np.nan
-    out["acc_avg_ci_low"], out["acc_avg_ci_high"] = bootstrap_ratio_ci(
-        ok_ab.astype(float) + ok_ba, n_orders, n_boot, seed, ci)
+    h_ab, h_ba, o_ab, o_ba = (per_item(x.astype(float)) for x in (has_ab, has_ba, ok_ab, ok_ba))
+    out["n_ab"], out["n_ba"] = int(round(h_ab.sum())), int(round(h_ba.sum()))
+    out["acc_ab"] = float(o_ab.sum() / h_ab.sum()) if h_ab.sum() else np.nan
+    out["acc_ba"] = float(o_ba.sum() / h_ba.sum()) if h_ba.sum() else np.nan
+    n_orders = h_ab + h_ba
+    out["acc_avg"] = float((o_ab.sum() + o_ba.sum()) / n_orders.sum()) if n_orders.sum() else np.nan
+    out["acc_avg_ci_low"], out["acc_avg_ci_high"] = bootstrap_ratio_ci(o_ab + o_ba, n_orders, n_boot, seed, ci)
     both = has_ab & has_ba
-    out["n_both"] = int(both.sum())
-    out["acc_both"] = float((ok_ab & ok_ba)[both].mean()) if both.any() else np.nan
-    out["position_consistency"] = float((ab[both] == ba[both]).mean()) if both.any() else np.nan
-    known = d["order_known"].to_numpy(dtype=bool)
-    dec_ab = known & has_ab & np.isin(ab, DECISIVE)
-    dec_ba = known & has_ba & np.isin(ba, DECISIVE)
+    h_both = per_item(both.astype(float))
+    out["n_both"] = int(round(h_both.sum()))
+    out["acc_both"] = float(per_item((ok_ab & ok_ba).astype(float)).sum() / h_both.sum()) if h_both.sum() else np.nan
+    # reference-free figures: once per item
+    first = ~pd.Series(gid).duplicated().to_numpy()
+    ab1, ba1, v1 = ab[first], ba[first], v[first]
+    both1 = both[first]
+    out["position_consistency"] = float((ab1[both1] == ba1[both1]).mean()) if both1.any() else np.nan
+    known = d["order_known"].to_numpy(dtype=bool)[first]
+    dec_ab = known & has_ab[first] & np.isin(ab1, DECISIVE)
+    dec_ba = known & has_ba[first] & np.isin(ba1, DECISIVE)
     n_first = int(dec_ab.sum() + dec_ba.sum())
     out["n_first"] = n_first
-    out["p_first"] = float(((ab[dec_ab] == "A").sum() + (ba[dec_ba] == "B").sum()) / n_first) if n_first else np.nan
+    out["p_first"] = float(((ab1[dec_ab] == "A").sum() + (ba1[dec_ba] == "B").sum()) / n_first) if n_first else np.nan
     la, lb = d["len_a"].to_numpy(dtype=float), d["len_b"].to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         differs = np.abs(la - lb) > min_len_diff
     longer = np.where(la > lb, "A", "B")
-    m = differs & np.isin(v, DECISIVE)
+    m = (differs & np.isin(v, DECISIVE))[first]
     out["n_longer"] = int(m.sum())
-    out["p_longer"] = float((v[m] == longer[m]).mean()) if m.any() else np.nan
+    out["p_longer"] = float((v1[m] == longer[first][m]).mean()) if m.any() else np.nan
     mr = differs & np.isin(ref, DECISIVE)
-    out["ref_p_longer"] = float((ref[mr] == longer[mr]).mean()) if mr.any() else np.nan
-    out.update(macro_prf(vs, rs) if n else {"macro_precision": np.nan, "macro_recall": np.nan, "macro_f1": np.nan})
-    out["n_unparsed"] = int((v == "unparsed").sum())
+    out["ref_p_longer"] = float((w * (ref == longer))[mr].sum() / w[mr].sum()) if mr.any() else np.nan
+    out.update(macro_prf(vs, rs, macro_classes, weights=w) if n else
+               {"macro_precision": np.nan, "macro_recall": np.nan, "macro_f1": np.nan, "macro_classes": ""})
+    out["n_unparsed"] = int((v1 == "unparsed").sum())
     return out
+
+
+def _codes_of(a, b):
+    cats = sorted(set(a) | set(b))
+    index = {c: i for i, c in enumerate(cats)}
+    return [np.array([index[x] for x in arr], dtype=np.int64) for arr in (a, b)], cats
+
+
+REF_HUMAN_MAJORITY = "human majority"
+REF_HUMAN_LOO = "majority of other humans (LOO)"
+
+
+def _human_reference_rows(items: pd.DataFrame) -> pd.DataFrame:
+    """Rows with `ref`, `_w`, `reference_used` for reference 'human-majority' (module docstring, step 2):
+    the items are those with a unique plurality of all humans; a non-human is scored against it, a human
+    against the mode(s) of the OTHER humans on the same items, each of k tied modes with weight 1/k."""
+    counts = _human_counts(items)
+    full = pd.Series(_plurality(counts.to_numpy()), index=counts.index)
+    full = full[full.notna()]
+    items = items[items["item"].isin(full.index)].copy()
+    is_h = ((items["kind"] == "human") & items["verdict"].isin(CATS)).to_numpy()
+    ai = items[~is_h].assign(ref=lambda x: x["item"].map(full), _w=1.0, reference_used=REF_HUMAN_MAJORITY)
+    hum = items[is_h]
+    c = counts.reindex(hum["item"]).to_numpy(dtype=float).copy()
+    col = {v: i for i, v in enumerate(CATS)}
+    c[np.arange(len(hum)), [col[v] for v in hum["verdict"]]] -= 1
+    top = c.max(axis=1, initial=0)
+    is_mode = (c == top[:, None]) & (top[:, None] > 0)
+    parts = []
+    for j, cat in enumerate(CATS):
+        sel = is_mode[:, j]
+        parts.append(hum[sel].assign(ref=cat, _w=1.0 / is_mode[sel].sum(axis=1), reference_used=REF_HUMAN_LOO))
+    return pd.concat([ai, *parts], ignore_index=True)
 
 
 def agreement_table(frame: pd.DataFrame, reference: str = "human-majority", unparsed: str = "wrong",
                     annotators: Iterable[str] | None = None, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                    ci: float = 0.95, min_len_diff: float = DEFAULT_MIN_LEN_DIFF) -> pd.DataFrame:
-    """Agreement of every annotator with `reference`, per dataset/subset. Columns: AGREEMENT_COLUMNS."""
+                    ci: float = 0.95, min_len_diff: float = DEFAULT_MIN_LEN_DIFF,
+                    macro_classes="observed") -> pd.DataFrame:
+    """Agreement of every annotator with `reference`, per dataset/subset. Columns: AGREEMENT_COLUMNS.
+    `macro_classes`: 'observed' or 'pandalm' (always A, B, tie), see reliability.macro_prf."""
     items = per_item_verdicts(frame, unparsed)
     if items.empty:
         return pd.DataFrame(columns=AGREEMENT_COLUMNS)
     refs = set(reference_annotators(items, reference))
-    items = attach_reference(items, reference)
+    if reference == "human-majority":
+        items = _human_reference_rows(items)
+    else:
+        items = attach_reference(items, reference).assign(_w=1.0, reference_used=reference)
     items = items[~items["annotator"].isin(refs) & items["ref"].notna()]
     if annotators:
         wanted = set(annotators)
@@ -277,8 +354,9 @@ def agreement_table(frame: pd.DataFrame, reference: str = "human-majority", unpa
     items = _with_all(items)
     rows = []
     for (ds, sub, ann), d in items.groupby(["dataset", "subset", "annotator"], sort=True):
-        row = {"dataset": ds, "subset": sub, "annotator": ann, "kind": d["kind"].iloc[0], "reference": reference}
-        row.update(_metrics(d, min_len_diff, n_boot, seed, ci))
+        row = {"dataset": ds, "subset": sub, "annotator": ann, "kind": d["kind"].iloc[0], "reference": reference,
+               "reference_used": d["reference_used"].iloc[0]}
+        row.update(_metrics(d, min_len_diff, n_boot, seed, ci, macro_classes))
         rows.append(row)
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 

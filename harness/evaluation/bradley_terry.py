@@ -10,7 +10,10 @@ Definitions:
   when a model wins or loses every battle, and fixes the free offset at mean(beta) = 0).
 - Ratings: R = init + (scale / ln 10) * beta (Elo scale: 400 points = 10:1 odds), so the mean
   rating is `init` (1000), unless `anchor=(model, rating)` shifts all ratings so that model has it.
-- CI: percentile bootstrap over battles (resample battles with replacement, refit).
+- CI: percentile bootstrap over battles (resample battles with replacement, refit). A resample in
+  which a model has no battle says nothing about it: that model gets no rating from it (it is not
+  given the starting rating; `n_boot_missing` counts those resamples) and the ratings of that resample
+  are centred on the models it has. With `anchor`, resamples without the anchor model are left out.
 - Win-rate matrix: observed score of the row model against the column model over all their
   battles in either position (ties half); NaN where they never met. `predicted_win_rates` gives
   the BT probabilities instead.
@@ -69,11 +72,12 @@ def bradley_terry(battles: pd.DataFrame, n_boot: int = DEFAULT_N_BOOT, seed: int
     """Ratings table, one row per model, sorted best first.
 
     Columns: rank, model, rating, ci_low, ci_high, n_battles, wins, ties, losses, score (its mean
-    score over its battles, ties half).
+    score over its battles, ties half), n_boot_missing (bootstrap resamples without the model).
     """
     df = clean_battles(battles)
     models = sorted(set(df["model_a"]) | set(df["model_b"]))
-    cols = ["rank", "model", "rating", "ci_low", "ci_high", "n_battles", "wins", "ties", "losses", "score"]
+    cols = ["rank", "model", "rating", "ci_low", "ci_high", "n_battles", "wins", "ties", "losses", "score",
+            "n_boot_missing"]
     if not models:
         return pd.DataFrame(columns=cols)
     index = {m: i for i, m in enumerate(models)}
@@ -92,14 +96,23 @@ def bradley_terry(battles: pd.DataFrame, n_boot: int = DEFAULT_N_BOOT, seed: int
     def ratings(weights):
         return init + to_rating * _fit(u_a, u_b, u_y, weights, k, l2)
 
+    def boot_ratings(weights):
+        # a model without battles in the resample: NaN, not its penalty-only beta of 0 (the starting rating)
+        present = (np.bincount(u_a, weights, k) + np.bincount(u_b, weights, k)) > 0
+        beta = _fit(u_a, u_b, u_y, weights, k, l2) * 1.0
+        beta = np.where(present, beta - beta[present].mean(), np.nan)
+        return init + to_rating * beta
+
     point = ratings(np.bincount(inverse, minlength=len(uniq)).astype(float))
     lo = np.full(k, np.nan)
     hi = np.full(k, np.nan)
+    missing = np.zeros(k, dtype=int)
     if n_boot > 0:
         idx = resample_indices(len(df), n_boot, seed)
-        boot = np.array([ratings(np.bincount(inverse[row], minlength=len(uniq)).astype(float)) for row in idx])
+        boot = np.array([boot_ratings(np.bincount(inverse[row], minlength=len(uniq)).astype(float)) for row in idx])
+        missing = np.isnan(boot).sum(axis=0)
         if anchor is not None:
-            boot += anchor[1] - boot[:, [models.index(anchor[0])]]
+            boot += anchor[1] - boot[:, [models.index(anchor[0])]]  # NaN rows where the anchor is absent
         for j in range(k):
             lo[j], hi[j] = percentile_ci(boot[:, j], ci)
     if anchor is not None:
@@ -113,7 +126,8 @@ def bradley_terry(battles: pd.DataFrame, n_boot: int = DEFAULT_N_BOOT, seed: int
         allv = pd.concat([as_a, as_b])
         rows.append({"model": m, "rating": float(point[j]), "ci_low": float(lo[j]), "ci_high": float(hi[j]),
                      "n_battles": int(len(allv)), "wins": int((allv == 1).sum()), "ties": int((allv == 0.5).sum()),
-                     "losses": int((allv == 0).sum()), "score": float(allv.mean())})
+                     "losses": int((allv == 0).sum()), "score": float(allv.mean()),
+                     "n_boot_missing": int(missing[j])})
     out = pd.DataFrame(rows).sort_values("rating", ascending=False).reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     return out[cols]

@@ -3,16 +3,20 @@
 Definitions (all on nominal categories such as 'A', 'B', 'tie', 'unparsed'):
 - Cohen's kappa of two raters on the same items: (p_o - p_e) / (1 - p_e), p_o the fraction of items
   where they agree, p_e = sum_c p1(c) * p2(c) from each rater's own category frequencies.
-  Defined as 1.0 when p_e == 1 and both raters always agree (a single category), NaN otherwise.
+  Degenerate only when p_e == 1 exactly, i.e. both raters use one and the same category: then 1.0
+  (sklearn's cohen_kappa_score gives NaN there). Near-constant raters (p_e = 1 - 1e-5) get the formula.
 - Fleiss' kappa (items each rated by the same number m >= 2 of raters): with n_ic the raters
   putting item i in category c, P_i = (sum_c n_ic^2 - m) / (m (m - 1)), P_bar = mean_i P_i,
-  p_c = sum_i n_ic / (N m), P_e = sum_c p_c^2, kappa = (P_bar - P_e) / (1 - P_e).
+  p_c = sum_i n_ic / (N m), P_e = sum_c p_c^2, kappa = (P_bar - P_e) / (1 - P_e); 1.0 only when every
+  rating is the same category (statsmodels gives NaN there).
 - Krippendorff's alpha, nominal, any number of raters per item (items with < 2 ratings are
   ignored): coincidences o_ck = sum_items sum_{ordered rating pairs (c,k)} 1 / (m_i - 1),
   n_c = sum_k o_ck, n = sum_c n_c, alpha = 1 - (n - 1) * sum_{c!=k} o_ck / sum_{c!=k} n_c n_k.
-- Macro precision / recall / F1 of predictions against a reference over the classes that occur
-  in either (PandaLM's compute_metrics over {tie, 1, 2}): per class TP / (TP + FP), TP / (TP + FN),
-  their harmonic mean (0 where undefined), then the unweighted mean over classes.
+- Macro precision / recall / F1 of predictions against a reference: per class TP / (TP + FP),
+  TP / (TP + FN), their harmonic mean (0 where undefined), then the unweighted mean over the classes
+  named by `classes`: 'observed' (default: those occurring in either, 'unparsed' excepted), 'pandalm'
+  (always A, B, tie, as PandaLM's compute_metrics over {tie, 1, 2}) or an explicit list; the result
+  says which (`macro_classes`, comma-joined).
 """
 from __future__ import annotations
 
@@ -35,8 +39,11 @@ def kappa_from_confusion(conf: np.ndarray) -> np.ndarray:
         po = np.trace(conf, axis1=-2, axis2=-1) / n
         pe = (conf.sum(axis=-1) * conf.sum(axis=-2)).sum(axis=-1) / n ** 2
         k = (po - pe) / (1 - pe)
-    k = np.where(np.isclose(pe, 1.0), np.where(np.isclose(po, 1.0), 1.0, np.nan), k)
-    return k
+    # p_e == 1 only when both marginals sit on one and the same category (then p_o == 1 too)
+    rows_used = (conf.sum(axis=-1) > 0).sum(axis=-1)
+    cols_used = (conf.sum(axis=-2) > 0).sum(axis=-1)
+    single = (rows_used == 1) & (cols_used == 1) & (np.trace(conf, axis1=-2, axis2=-1) == n)
+    return np.where(single, 1.0, k)
 
 
 def cohen_kappa(a: Sequence, b: Sequence) -> float:
@@ -76,8 +83,8 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     p_bar = p_i.mean()
     p_c = counts.sum(axis=0) / (n_items * m)
     p_e = (p_c ** 2).sum()
-    if np.isclose(p_e, 1.0):
-        return 1.0 if np.isclose(p_bar, 1.0) else float("nan")
+    if (p_c > 0).sum() == 1:  # every rating the same category: P_bar = P_e = 1
+        return 1.0
     return float((p_bar - p_e) / (1 - p_e))
 
 
@@ -104,22 +111,38 @@ def krippendorff_alpha_nominal(units: Sequence[Sequence]) -> float:
     return float(1 - (n - 1) * d_o / d_e)
 
 
-def macro_prf(pred: Sequence, true: Sequence, classes: Sequence | None = None) -> dict:
-    """Macro-averaged precision, recall and F1 (see module docstring)."""
+MACRO_CLASSES = {"pandalm": ("A", "B", "tie")}
+
+
+def macro_prf(pred: Sequence, true: Sequence, classes: str | Sequence | None = "observed",
+              weights: Sequence[float] | None = None) -> dict:
+    """Macro-averaged precision, recall and F1 over `classes` (see module docstring); `weights` per
+    (pred, true) row, e.g. 1/k for each of k tied reference verdicts of one item."""
     pred, true = [str(x) for x in pred], [str(x) for x in true]
-    classes = list(classes) if classes is not None else sorted((set(pred) | set(true)) - {"unparsed"})
+    wt = np.ones(len(pred)) if weights is None else np.asarray(weights, dtype=float)
+    if classes is None or classes == "observed":
+        classes = sorted((set(pred) | set(true)) - {"unparsed"})
+    elif isinstance(classes, str):
+        if classes not in MACRO_CLASSES:
+            raise ValueError(f"macro classes {classes!r}: use 'observed', {', '.join(map(repr, MACRO_CLASSES))} "
+                             f"or a list of classes")
+        classes = list(MACRO_CLASSES[classes])
+    classes = list(classes)
     p = np.array(pred)
     t = np.array(true)
     ps, rs, fs = [], [], []
     for c in classes:
-        tp = float(np.sum((p == c) & (t == c)))
-        fp = float(np.sum((p == c) & (t != c)))
-        fn = float(np.sum((p != c) & (t == c)))
+        tp = float(np.sum(wt * ((p == c) & (t == c))))
+        fp = float(np.sum(wt * ((p == c) & (t != c))))
+        fn = float(np.sum(wt * ((p != c) & (t == c))))
         prec = tp / (tp + fp) if tp + fp else 0.0
         rec = tp / (tp + fn) if tp + fn else 0.0
         ps.append(prec)
         rs.append(rec)
         fs.append(2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    names = ",".join(classes)
     if not classes:
-        return {"macro_precision": float("nan"), "macro_recall": float("nan"), "macro_f1": float("nan")}
-    return {"macro_precision": float(np.mean(ps)), "macro_recall": float(np.mean(rs)), "macro_f1": float(np.mean(fs))}
+        return {"macro_precision": float("nan"), "macro_recall": float("nan"), "macro_f1": float("nan"),
+                "macro_classes": names}
+    return {"macro_precision": float(np.mean(ps)), "macro_recall": float(np.mean(rs)), "macro_f1": float(np.mean(fs)),
+            "macro_classes": names}
