@@ -62,6 +62,8 @@ def _encoder(name: str, device: str, where: str):
 
 
 class SimilarityJudge:
+    needs_reference = True  # answers only pairs that carry a reference answer (validity cards skip the rest)
+
     def __init__(self, name: str, cfg: SimilarityConfig, encoder):
         self.cfg, self.encoder = cfg, encoder
         self.orders = BOTH_ORDERS if cfg.both_orders else ("AB",)

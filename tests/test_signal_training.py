@@ -103,7 +103,12 @@ def test_position_only_judge_gives_ties_in_logprob_and_generate_modes(store):
     # the label path skips the flipped pairs and counts them
     ex, m = judgements_to_examples(list(out.values()) + [agree["logprob"]], [(1, 2)] * 3, [(False, False)] * 3)
     assert len(ex) == 1 and ex[0]["chosen"] == PAIR.response_a
-    assert m["judge/skipped"] == 2 and m["judge/order_inconsistent"] == 2
+    assert m["judge/skipped"] == 2 and m["judge/order_inconsistent"] == 2 and m["judge/order_flipped"] == 2
+    # tie_policy soft keeps them with their mean p: none dropped, both still counted as flipped
+    ex, m = judgements_to_examples(list(out.values()) + [agree["logprob"]], [(1, 2)] * 3, [(False, False)] * 3,
+                                   tie_policy="soft")
+    assert len(ex) == 3 and ex[0]["p"] == pytest.approx((0.6 + 0.45) / 2) and ex[1]["p"] == 0.5
+    assert m["judge/skipped"] == 0 and m["judge/order_inconsistent"] == 0 and m["judge/order_flipped"] == 2
 
 
 # -- item 5: the missing-EOS penalty without a probability ---------------------------------------------

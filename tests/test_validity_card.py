@@ -169,3 +169,26 @@ def test_validity_command_prints_and_stores_the_card_once(tmp_path, capsys, shar
     assert out.count("judge rule:longer@") == 2 and "position consistency 1.00 (n=8" in out
     [stored] = Store(home).results("judge_validity")
     assert f"judge validity card (result {stored['result_id']})" in out
+
+
+class UnparsedJudge(PositionJudge):
+    """Answers every pair 'unparsed' (as a reference-guided judge does without a reference)."""
+
+    def judge(self, pairs, orders):
+        self.asked += len(pairs)
+        return [[Label(pair_id=p.pair_id, annotator=self.annotator, verdict="unparsed", shown_order=o)
+                 for o in orders] for p in pairs]
+
+
+def test_a_judge_that_cannot_answer_is_not_measured_never_zero(store, shared_data):
+    # a judge that answered nothing has no agreement (n=0), not an agreement of 0.00 with a tight CI
+    j = UnparsedJudge()
+    card = judge_card(store, j, n_pairs=8, datasets={"pandalm": str(PANDALM)})
+    agree = card["agreement"]["pandalm"]
+    assert j.asked == 8 and agree["with_ties"]["value"] is None and agree["with_ties"]["n"] == 0
+    assert "agreement n/a (n=0)" in card_line(card)
+    # a judge that declares it needs references is not even asked on reference-less pairs
+    ref_judge = UnparsedJudge(version="v2")
+    ref_judge.needs_reference = True
+    card = judge_card(store, ref_judge, n_pairs=8, datasets={"pandalm": str(PANDALM)})
+    assert ref_judge.asked == 0 and card["agreement"] == {} and "reference answers" in card["skipped"]["pandalm"]

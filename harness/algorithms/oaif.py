@@ -70,6 +70,7 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
     shorter response is the one with the smaller tuple; equal lengths do not count. `prompts`: the
     prompts as the policy saw them (chat messages stay messages), default each pair's prompt text."""
     examples, n_tie, n_unparsed, n_skipped, n_eos, n_flipped = [], 0, 0, 0, 0, 0
+    n_flipped_all = sum(order_inconsistent(j) for j in judgements)  # kept (soft) or not
     first, n_first, consistent, n_consistent = 0, 0, 0, 0
     shorter, n_shorter = 0, 0
     prompts = list(prompts) if prompts is not None else [j.pair.prompt for j in judgements]
@@ -116,6 +117,7 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
         "judge/unparsed_rate": n_unparsed / n,
         "judge/skipped": float(n_skipped),
         "judge/order_inconsistent": float(n_flipped),  # of the skipped: the verdict flipped with the order
+        "judge/order_flipped": float(n_flipped_all),  # all pairs whose verdict flipped, skipped or kept soft
         "judge/p_first": first / n_first if n_first else nan,
         "judge/consistency": consistent / n_consistent if n_consistent else nan,
         "judge/prefers_shorter": shorter / n_shorter if n_shorter else nan,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config, read_yaml_mapping
 from ..evaluation.verdicts import CI_METHOD
+from ..evaluation.summary import agreement_columns, findings, head_to_head_rows, summary_rows
 from ..report import emit
 from ..store import Store
 
@@ -137,7 +138,7 @@ def collect_pairs(cfg: RunConfig, store: Store, group: str) -> tuple[str, Path, 
 
     summary = {k: sum(m[k] for m in metrics if not math.isnan(m[k])) / max(1, sum(not math.isnan(m[k]) for m in metrics))
                for k in ("judge/p_first", "judge/consistency", "judge/prefers_shorter", "sample/len_mean")}
-    for k in ("judge/n_pairs", "judge/order_inconsistent", "judge/skipped"):
+    for k in ("judge/n_pairs", "judge/order_inconsistent", "judge/order_flipped", "judge/skipped"):
         summary[k] = int(sum(m.get(k, 0.0) for m in metrics))
     summary["pairs"] = len(examples)
     del model
@@ -198,43 +199,6 @@ def policy_kl(store: Store, run_id: str, home, prompts, m: int) -> dict:
     return run_kl(store, run_id, home, [r["prompt"] for r in prompts], m=m)
 
 
-def summary_rows(arms: dict, evals: dict, kls: dict | None = None) -> list[dict]:
-    """One row per arm: its training, and its win rate vs the initial policy with n, W/T/L, CI, verdict."""
-    from ..evaluation.verdicts import ci_text, lc_text, verdict_line, wtl
-
-    rows = []
-    for arm, info in arms.items():
-        ev = evals.get(arm)
-        final = info["final"]
-        row = {"arm": arm, "run_id": info["run_id"], "annotator": info["annotator"],
-               "train_s": round(info["seconds"]), "final_loss": final.get("loss")}
-        kl = (kls or {}).get(arm) or {}
-        if "kl_nats_per_seq" in kl:
-            row["kl_nats_per_seq"] = kl["kl_nats_per_seq"]
-            row["kl_ci95"] = ci_text(kl.get("ci_low"), kl.get("ci_high"))
-        if ev:
-            row.update({"n": ev["n"], "w/t/l": wtl(ev), "identical": ev.get("n_identical"),
-                        "win_rate": ev["win_rate"], "ci95": ci_text(ev["ci_low"], ev["ci_high"]),
-                        "lc_win_rate (ci95)": lc_text(ev), "chars_policy": ev.get("mean_chars_policy"),
-                        "chars_initial": ev.get("mean_chars_baseline"),
-                        "verdict": f"{arm}: " + verdict_line(ev, "the initial policy")})
-        rows.append(row)
-    return rows
-
-
-def head_to_head_rows(h2h: dict, names: dict[str, str]) -> list[dict]:
-    """Rows of the head-to-head table, policies named by arm."""
-    from ..evaluation.verdicts import ci_text, lc_text, verdict_line, wtl
-
-    out = []
-    for r in h2h["rows"]:
-        a, b = names.get(r["policy"], r["policy"]), names.get(r["baseline"], r["baseline"])
-        out.append({"arm_a": a, "arm_b": b, "n": r["n"], "w/t/l (a)": wtl(r), "identical": r["n_identical"],
-                    "win_rate_a": r["win_rate"], "ci95": ci_text(r["ci_low"], r["ci_high"]),
-                    "lc_win_rate_a (ci95)": lc_text(r), "verdict": f"{a}: " + verdict_line(r, b)})
-    return out
-
-
 def print_table_with_verdicts(rows: list[dict], title: str) -> None:
     """A table without its verdict column, then the CI footnote and one verdict line per row."""
     from ..evaluation.verdicts import ci_note
@@ -246,38 +210,30 @@ def print_table_with_verdicts(rows: list[dict], title: str) -> None:
             print(f"  {r['verdict']}")
 
 
-def annotator_cards(demo: DemoConfig, store: Store, arms: dict) -> dict[str, str]:
-    """Validity card lines of the training annotator(s) the arms used (one per instruction)."""
+def annotator_cards(demo: DemoConfig, store: Store, arms: dict, base: dict) -> dict[str, dict]:
+    """Validity cards of the training annotator(s) the arms used (one per instruction), for the judge
+    exactly as training loaded it (the task's rubric is part of its version), so the card is the one
+    the OAIF gate stored and nothing is asked again."""
     from judges.registry import load_judge
 
-    from ..config import JudgeRef
-    from ..evaluation.validity import card_line, judge_card
+    from ..evaluation.validity import judge_card
+    from ..models import pick_device
+    from ..tasks import load_task
 
+    cfg = arm_config(base, "oaif", "cards", judge={"name": demo.annotator})
+    rubric = getattr(load_task(cfg.data.task), "rubric", None)
     refs = {}
     if {"offline_dpo", "oaif", "rlaif"} & set(arms):
-        refs[demo.annotator] = JudgeRef(name=demo.annotator)
+        refs[demo.annotator] = None
     if "oaif_shorter" in arms:
-        refs[f"{demo.annotator} + {demo.shorter_instruction!r}"] = JudgeRef(name=demo.annotator,
-                                                                          instruction=demo.shorter_instruction)
-    return {label: judge_card(store, load_judge(ref, store.home), store.home) for label, ref in refs.items()}
-
-
-def findings(rows: list[dict], h2h_rows: list[dict] | None, cards: dict[str, dict], min_consistency: float = 0.5) -> list[str]:
-    """The summary in words: which contrasts the CIs resolve, which not, and which judges to distrust."""
-    resolved = [r["verdict"] for r in rows + (h2h_rows or []) if r.get("verdict") and "not distinguishable" not in r["verdict"]]
-    unresolved = [r["verdict"].split(":")[0] + (f" vs {r['arm_b']}" if "arm_b" in r else " vs initial")
-                  for r in rows + (h2h_rows or []) if r.get("verdict") and "not distinguishable" in r["verdict"]]
-    out = [f"resolved (95% CI excludes 0.5): {len(resolved)} contrast(s)" + ("" if resolved else "; none")]
-    out += [f"  {v}" for v in resolved]
-    out.append(f"not resolved (CI contains 0.5): {', '.join(unresolved) if unresolved else 'none'}")
-    for who, card in cards.items():
-        pc = (card or {}).get("position_consistency") or {}
-        if pc.get("value") is None:
-            out.append(f"{who}: position consistency not measured (n=0): its verdicts are unchecked")
-        elif pc["value"] < min_consistency:
-            out.append(f"{who}: position consistency {pc['value']:.2f} (n={pc['n']}, 95% CI [{pc['ci_low']:.2f}, "
-                       f"{pc['ci_high']:.2f}]) is below {min_consistency}: its labels follow the order shown, not the "
-                       "content, so what was trained on them is not evidence about AI feedback")
+        refs[f"{demo.annotator} + {demo.shorter_instruction!r}"] = demo.shorter_instruction
+    out = {}
+    for label, instruction in refs.items():
+        ref = copy.deepcopy(cfg.judge)
+        ref.instruction = instruction
+        judge = load_judge(ref, store.home, str(pick_device(cfg.model.device)), rubric=rubric)
+        out[label] = judge_card(store, judge, store.home, n_pairs=cfg.judge.validity_pairs,
+                                data_root=cfg.judge.validity_data)
     return out
 
 
@@ -285,14 +241,6 @@ def print_cards(cards: dict[str, str]) -> None:
     """Judge validity cards printed under a win-rate table: the figures say how far to trust it."""
     for who, line in cards.items():
         print(f"validity card, {who}: {line}")
-
-
-def agreement_columns(columns) -> list[str]:
-    """Agreement-table columns to print: every figure with its n and CI columns where present."""
-    wanted = ("annotator", "reference", "n", "agreement", "agreement_ci_low", "agreement_ci_high", "n_no_ties",
-              "agreement_no_ties", "agreement_no_ties_ci_low", "agreement_no_ties_ci_high", "kappa",
-              "kappa_ci_low", "kappa_ci_high", "p_first", "p_longer")
-    return [c for c in wanted if c in columns]
 
 
 def add_arguments(p):
@@ -322,7 +270,7 @@ def run(args) -> int:
         print(f"{pair_stats['pairs']} training pairs from {pair_stats['judge/n_pairs']} sampled in "
               f"{time.perf_counter() - t:.0f}s -> {pairs_file}; annotator P(first shown) "
               f"{pair_stats['judge/p_first']:.2f}, both orders agree {pair_stats['judge/consistency']:.2f}, "
-              f"{pair_stats['judge/order_inconsistent']} pairs flipped with the order (ties: "
+              f"{pair_stats['judge/order_flipped']} pairs flipped with the order (ties: "
               f"{'kept with their soft probability' if base.get('oaif', {}).get('tie_policy') == 'soft' else 'skipped'})")
     if "offline_dpo" in demo.arms:
         say("2/6 offline DPO on those pairs")
@@ -367,7 +315,7 @@ def run(args) -> int:
     from ..evaluation.validity import card_line
 
     card_dicts = {f"evaluation judge {demo.evaluation.judge}": eval_card} if eval_card else {}
-    card_dicts.update({f"training annotator {k}": v for k, v in annotator_cards(demo, store, arms).items()})
+    card_dicts.update({f"training annotator {k}": v for k, v in annotator_cards(demo, store, arms, base).items()})
     cards = {who: card_line(card) for who, card in card_dicts.items()}
     for row in rows:  # progress lines; the full tables come with the summary
         if row.get("verdict"):
@@ -401,7 +349,8 @@ def run(args) -> int:
                "prompts_per_step": budget.batch_size}, "eval_judge": demo.evaluation.judge,
                "annotator": demo.annotator, "rlaif_reward_model": arms.get("rlaif", {}).get("reward_model"),
                "ci_method": CI_METHOD, "judge_cards": cards,
-               "findings": findings(rows, h2h_rows if h2h else None, card_dicts),
+               "findings": findings(rows, h2h_rows if h2h else None, card_dicts, evals=evals,
+                                    reward_model=arms.get("rlaif", {}).get("reward_model")),
                "head_to_head": h2h_rows if h2h else None,
                "head_to_head_result_id": h2h.get("result_id") if h2h else None}
     store.add_result("demo_summary", summary, name=group, judge=demo.evaluation.judge, baseline="initial")
@@ -414,7 +363,7 @@ def run(args) -> int:
             print_table_with_verdicts(h2h_rows, "head-to-head between the arms (win rate of arm_a over arm_b)")
         print_cards(cards)
         say("in words")
-        for line in findings(rows, h2h_rows if h2h else None, card_dicts):
+        for line in summary["findings"]:
             print(line)
         home = store.home
         print(f"\nOpen the dashboard on these results:\n  .venv/bin/harness --home {home} dashboard\n"

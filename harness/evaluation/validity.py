@@ -37,7 +37,7 @@ from pathlib import Path
 from ..records import content_hash
 
 KIND = "judge_validity"
-CARD_VERSION = "1"  # bump when a figure's definition changes: stored cards are then recomputed
+CARD_VERSION = "2"  # bump when a figure's definition changes: stored cards are then recomputed
 SEED = 0
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 WILSON = "Wilson score interval, 95% (statsmodels proportion_confint, method='wilson')"
@@ -112,6 +112,8 @@ def figures(judgements) -> dict:
 def agreement(judgements, refs: dict[str, str], reference: str) -> dict:
     """Agreement of combined verdicts with the reference verdict of each pair (module docs)."""
     n = len(judgements)
+    if not any(j.verdict != "unparsed" for j in judgements):
+        n = 0  # the judge answered none: not measured (n=0), never an agreement of 0.00
     hits = sum(j.verdict == refs[j.pair.pair_id] for j in judgements)
     dec = [j for j in judgements if j.verdict in DECISIVE]
     hits_dec = sum(j.verdict == refs[j.pair.pair_id] for j in dec)
@@ -237,8 +239,12 @@ def judge_card(store, judge, home=None, *, n_pairs: int = 32, datasets: dict[str
     if cached is not None:
         return cached
     all_j, agree = [], {}
-    for name, chosen in selected.items():
+    for name, chosen in list(selected.items()):
         pairs = {p.pair_id: p for p in store.get_pairs([pid for _, pid, _ in chosen])}
+        if getattr(judge, "needs_reference", False) and not any(p.reference for p in pairs.values()):
+            # a reference-guided judge cannot answer these: "not measured", never a 0.00 of unparsed answers
+            skipped[name] = "the judge needs reference answers and these pairs have none"
+            continue
         js = label_and_store(judge, [pairs[pid] for _, pid, _ in chosen], store, orders=BOTH_ORDERS,
                              batch_size=16, progress=progress)
         agree[name] = {**agreement(js, {pid: ref for _, pid, ref in chosen}, DATASETS[name]["reference"]),
