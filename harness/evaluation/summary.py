@@ -58,7 +58,7 @@ def findings(rows: list[dict], h2h_rows: list[dict] | None, cards: dict[str, dic
         if pc.get("value") is None and who.startswith("evaluation judge") and judged:
             k, n = round(sum(c * n for c, n in judged)), sum(n for _, n in judged)
             lo, hi = wilson(k, n)
-            out.append(f"{who}: not measured on human-labelled pairs ({'; '.join((card or {}).get('skipped', {}).values()) or 'n=0'}); "
+            out.append(f"{who}: not measured on human-labelled pairs ({'; '.join(dict.fromkeys((card or {}).get('skipped', {}).values())) or 'n=0'}); "
                        f"on this demo's eval pairs both orders agreed on {k}/{n} (95% CI [{lo:.2f}, {hi:.2f}]); its "
                        "agreement with humans on this task is unknown")
         elif pc.get("value") is None:
