@@ -127,6 +127,23 @@ def labels_for(pair_ids) -> pd.DataFrame:
 
 
 # -- small UI helpers ---------------------------------------------------------------------------
+def verbatim(text) -> None:
+    """Stored text (prompts, responses) exactly as stored and never as markup: st.text dedents and
+    strips it, st.markdown would load `![x](http://host/t.png)`. st.code drops one leading and one
+    trailing newline, so those are doubled here."""
+    text = "" if text is None else str(text)
+    if text.startswith("\n"):
+        text = "\n" + text
+    if text.endswith("\n"):
+        text += "\n"
+    st.code(text, language=None, wrap_lines=True)
+
+
+def plain(line) -> None:
+    """One line of imported metadata (policy, subset, record id, annotator) as plain text."""
+    st.text(str(line))
+
+
 def header(title: str, caption: str | None = None) -> None:
     st.title(title)
     st.caption(caption or f"store: {home_path()}")

@@ -149,6 +149,12 @@ class Shown:
         return self.pair.response_b if self.shown_order == "AB" else self.pair.response_a
 
 
+def draw_ids(rows: list[dict], k: int, rng: random.Random) -> list[str]:
+    """Up to k pair ids drawn without replacement from the rows of SOURCE_IDS_SQL."""
+    ids = [r["pair_id"] for r in rows]
+    return rng.sample(ids, min(k, len(ids)))
+
+
 def shuffle_queue(pairs: list[Pair], rng: random.Random) -> list[Shown]:
     """Random pair order and a random side for each pair (the order is recorded with the label)."""
     pairs = list(pairs)
@@ -189,6 +195,7 @@ RUNS_SQL = ("SELECT run_id FROM pairs WHERE run_id IS NOT NULL UNION"
 STEPS_SQL = ("SELECT step FROM pairs WHERE run_id=? AND step IS NOT NULL UNION"
              " SELECT step FROM labels WHERE run_id=? AND step IS NOT NULL ORDER BY step")
 SAMPLE_RUNS_SQL = "SELECT DISTINCT run_id FROM samples ORDER BY run_id"
-RANDOM_IDS_SQL = "SELECT pair_id FROM pairs WHERE {where} ORDER BY random() LIMIT ?"
+# ids in a fixed order; the page draws from them with its seedable rng (SQLite's random() is not)
+SOURCE_IDS_SQL = "SELECT pair_id FROM pairs WHERE {where} ORDER BY pair_id"
 HUMAN_COUNT_SQL = "SELECT COUNT(*) AS n FROM labels WHERE annotator_id=?"
 HUMAN_DONE_SQL = "SELECT pair_id FROM labels WHERE annotator_id=?"

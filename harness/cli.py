@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
-    except (ConfigError, StoreError, ValueError, FileNotFoundError) as e:
-        # Bad input is the user's to fix: one clear line, no traceback.
+    except (ConfigError, StoreError, ValueError, OSError) as e:
+        # Bad input (or a full disk, a directory for a file) is the user's to fix: one clear line,
+        # no traceback; OSError's text names the file.
         if os.environ.get("HARNESS_DEBUG"):
             raise
         print(f"harness {args.command}: error: {e}", file=sys.stderr)

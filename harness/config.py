@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -228,7 +229,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: empty key")
-    value = yaml.safe_load(raw) if raw != "" else ""
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({problem}); quote it, e.g. "
+                          f"{key}='\"...\"'") from None
     # keep strings like model names that YAML would read as something else
     if isinstance(value, (dict,)) or (raw and value is None and raw.lower() not in ("null", "~", "none")):
         value = raw
@@ -329,6 +335,63 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
         bad("loss.label_smoothing", "must be in [0, 0.5)")
     if not 0.0 <= cfg.loss.flip_rate < 0.5:
         bad("loss.flip_rate", "must be in [0, 0.5)")
+    _check_numbers(cfg, bad)
+
+
+# (key, test, what the key must be): value checks, run before any model or data is loaded
+_RANGES = (
+    ("train.steps", lambda v: v >= 1, ">= 1"),
+    ("train.lr", lambda v: v > 0, "> 0"),
+    ("train.warmup_steps", lambda v: v >= 0, ">= 0"),
+    ("train.max_grad_norm", lambda v: v > 0, "> 0"),
+    ("train.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("train.checkpoint_every", lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    ("train.eval_every", lambda v: v >= 0, ">= 0 (0: only at the end)"),
+    ("train.keep_checkpoints", lambda v: v >= 0, ">= 0"),
+    ("loss.beta", lambda v: v > 0, "> 0"),
+    ("loss.margin", lambda v: v >= 0, ">= 0"),
+    ("loss.sft_weight", lambda v: v >= 0, ">= 0"),
+    ("sampling.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("sampling.temperature", lambda v: v >= 0, ">= 0"),
+    ("sampling.max_new_tokens", lambda v: v >= 1, ">= 1"),
+    ("sampling.batch_size", lambda v: v >= 1, ">= 1"),
+    ("sampling.sync_every", lambda v: v >= 1, ">= 1"),
+    ("data.max_prompt_tokens", lambda v: v >= 1, ">= 1"),
+    ("data.max_response_tokens", lambda v: v >= 1, ">= 1"),
+    ("data.eval_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("data.max_train", lambda v: v is None or v >= 1, ">= 1 or null"),
+    ("data.max_eval", lambda v: v is None or v >= 0, ">= 0 or null"),
+    ("rl.kl_coef", lambda v: v >= 0, ">= 0"),
+    ("rl.clip_range", lambda v: v > 0, "> 0"),
+    ("rl.vf_coef", lambda v: v >= 0, ">= 0"),
+    ("rl.gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("rl.lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("model.lora.r", lambda v: v >= 1, ">= 1"),
+    ("model.lora.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+)
+
+
+def _lookup(cfg, key: str):
+    node = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_numbers(cfg: RunConfig, bad) -> None:
+    """Every float is finite (YAML reads .nan and .inf), then each value check of _RANGES."""
+    def walk(node, prefix):
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            if dataclasses.is_dataclass(v):
+                walk(v, f"{prefix}{f.name}.")
+            elif isinstance(v, float) and not math.isfinite(v):
+                bad(f"{prefix}{f.name}", f"must be a finite number, got {v}")
+    walk(cfg, "")
+    for key, ok, what in _RANGES:
+        v = _lookup(cfg, key)
+        if not ok(v):
+            bad(key, f"must be {what}, got {v!r}")
 
 
 def dump_config(cfg: RunConfig) -> str:

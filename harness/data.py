@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,19 +49,37 @@ def _line_of(path: Path, index: int) -> str:
 
 def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line of a json-lines file (.gz too); a line that is not
-    a JSON object is a DataError naming the file and line."""
+    UTF-8 or not a JSON object, a directory, or a corrupt or truncated .gz is a DataError naming the
+    file (and the line)."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; expected a json-lines file")
     opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}: line {n}: expected a JSON object, got {type(record).__name__}")
-            yield n, record
+    n = 0
+    try:
+        with opener(path, "rb") as f:  # bytes, decoded line by line: a bad byte is named by its line
+            for n, raw in enumerate(f, 1):
+                record = _json_object(path, n, raw)
+                if record is not None:  # blank line
+                    yield n, record
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: line {n + 1}: corrupt or truncated gzip file ({type(e).__name__}: {e})") from None
+
+
+def _json_object(path: Path, n: int, raw: bytes) -> dict | None:
+    try:
+        line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: line {n}: invalid UTF-8 (byte {raw[e.start]:#04x}); the file must be UTF-8") from None
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: line {n}: expected a JSON object, got {type(record).__name__}")
+    return record
 
 
 def _scan_json_lines(path: Path) -> None:

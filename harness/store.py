@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
+import random
+import re
 import secrets
 import shutil
 import sqlite3
@@ -85,6 +88,39 @@ class StoreError(RuntimeError):
     pass
 
 
+BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another writer's lock before giving up
+RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# names the store keeps at the top level of the home: a run directory must never be one of them
+RESERVED_NAMES = ("harness.db", "harness.db-wal", "harness.db-shm", "harness.db-journal", "models")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is a directory name under the home: a safe character set and length, never a path
+    (`..`, `/x`) nor a name the store keeps there. Returns it; StoreError otherwise."""
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
+        raise StoreError(f"run id {run_id!r}: use 1-100 characters A-Z a-z 0-9 . _ - starting with a letter or digit")
+    if run_id.lower() in RESERVED_NAMES:
+        raise StoreError(f"run id {run_id!r}: reserved (the home keeps {', '.join(RESERVED_NAMES)})")
+    return run_id
+
+
+def _sqlite_code(e: sqlite3.Error) -> int:
+    return (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF  # primary result code
+
+
+def _store_error(e: sqlite3.Error, db_path: Path, waited_s: float, busy_s: float) -> StoreError | None:
+    """The store's own message for a locked or full database (None for any other error)."""
+    code, text = _sqlite_code(e), str(e).lower()
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
+        return StoreError(f"{db_path}: database is locked by another writer; gave up after waiting {waited_s:.1f} s "
+                          f"(busy timeout {busy_s:g} s). Let the other harness process finish (a training "
+                          f"run, an import, the Label page) and run this again")
+    if code == sqlite3.SQLITE_FULL or "database or disk is full" in text:
+        return StoreError(f"{db_path}: database or disk is full; this write was rolled back (nothing of it is "
+                          f"stored). Free space and run this again")
+    return None
+
+
 def default_home() -> Path:
     return Path(os.environ.get("HARNESS_HOME", DEFAULT_HOME))
 
@@ -95,15 +131,31 @@ def label_cache_key(annotator: Annotator, pair_id: str, shown_order: str) -> str
 
 
 class Store:
+    busy_timeout_s = BUSY_TIMEOUT_S  # per store; tests set a short one
+
     def __init__(self, home: str | Path | None = None):
         self.home = Path(home) if home is not None else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
         self.db_path = self.home / "harness.db"
+        # processes opening a fresh home at once (torchrun ranks): SQLite answers the switch to WAL with
+        # "locked" at once, without its busy handler, so retry here up to the busy timeout
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                self._create_schema()
+                return
+            except StoreError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02 + 0.08 * random.random())
+
+    def _create_schema(self) -> None:
         with self.connect() as db:
             db.executescript(_SCHEMA)
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                # OR IGNORE: processes opening a fresh home at once (torchrun) all see no row; one insert wins
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise StoreError(f"{self.db_path}: schema version {row[0]} is newer than this harness ({SCHEMA_VERSION})")
 
@@ -111,13 +163,21 @@ class Store:
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
         """One connection per use: safe across threads (Streamlit) and processes (accelerate)."""
-        db = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+        busy = self.busy_timeout_s
+        db = sqlite3.connect(self.db_path, timeout=busy, isolation_level=None)
         db.row_factory = sqlite3.Row
+        start = time.monotonic()
         try:
+            db.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=60000")
             db.execute("PRAGMA foreign_keys=ON")
             yield db
+        except sqlite3.Error as e:
+            # a locked or full database is the user's to fix: say so in one line, not a traceback
+            mine = _store_error(e, self.db_path, time.monotonic() - start, busy)
+            if mine is None:
+                raise
+            raise mine from e
         finally:
             db.close()
 
@@ -127,10 +187,14 @@ class Store:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                # SQLite may have rolled back already (e.g. SQLITE_FULL): a second ROLLBACK would
+                # raise "no transaction is active" and hide the real error
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence = ()) -> list[dict]:
         with self.connect() as db:
@@ -144,14 +208,16 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
     def new_run_id(self, algo: str, name: str | None = None) -> str:
-        stem = (name or algo).replace("/", "-").replace(" ", "-")
-        return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        suffix = f"-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+        # a config name may hold any text: keep the run id inside check_run_id's character set
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name or algo).lstrip("._-")[:100 - len(suffix)] or algo
+        return check_run_id(stem + suffix)
 
     def create_run(self, config: dict, algo: str, task: str | None = None, name: str | None = None,
                    run_id: str | None = None, group: str | None = None) -> str:
         import yaml
 
-        run_id = run_id or self.new_run_id(algo, name)
+        run_id = check_run_id(run_id) if run_id is not None else self.new_run_id(algo, name)
         run_dir = self.run_dir(run_id)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
@@ -233,7 +299,8 @@ class Store:
         db.executemany(
             "INSERT OR IGNORE INTO pairs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(p.pair_id, p.prompt, p.response_a, p.response_b, p.source, p.dataset, p.subset, p.record_id,
-              p.run_id, p.step, p.policy_a, p.policy_b, p.reference, json.dumps(p.meta), now) for p in pairs],
+              p.run_id, p.step, p.policy_a, p.policy_b, p.reference, finite_json(p.meta, f"pair {p.pair_id}: meta"),
+              now) for p in pairs],
         )
         return [p.pair_id for p in pairs]
 
@@ -270,8 +337,8 @@ class Store:
                 label_cache_key(l.annotator, l.pair_id, l.shown_order), l.pair_id, l.annotator.kind,
                 l.annotator.id, l.annotator.version, l.verdict, l.p_a, l.shown_order, l.raw_output,
                 l.latency_s, l.tokens_in, l.tokens_out, l.cost, l.run_id, l.step, int(l.cached),
-                json.dumps(l.meta), now,
-            ) for l in labels],
+                finite_json(l.meta, f"label of {l.annotator.id} on pair {l.pair_id}: meta"), now,
+            ) for l in labels if _finite_p_a(l)],
         )
         del cur, before
         return db.total_changes - after_annotators
@@ -457,6 +524,34 @@ def _row_to_pair(r: dict) -> Pair:
                 dataset=r["dataset"], subset=r["subset"], record_id=r["record_id"], run_id=r["run_id"], step=r["step"],
                 policy_a=r["policy_a"], policy_b=r["policy_b"], reference=r["reference"],
                 meta=json.loads(r["meta_json"] or "{}"))
+
+
+def _non_finite_at(v, path: str) -> str | None:
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"{path}={v!r}"
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, (list, tuple)) else ()
+    for k, x in items:
+        found = _non_finite_at(x, f"{path}.{k}")
+        if found:
+            return found
+    return None
+
+
+def finite_json(obj, what: str) -> str:
+    """JSON for a meta_json column, refusing NaN/Inf: json.dumps writes them as bare NaN, which SQLite's
+    json functions reject, so one such row broke every later query on its pairs."""
+    try:
+        return json.dumps(obj, allow_nan=False)
+    except ValueError:
+        raise StoreError(f"{what}: non-finite number {_non_finite_at(obj, 'meta')} cannot be stored "
+                         "(NaN/Inf is not a value; nothing of this write was stored)") from None
+
+
+def _finite_p_a(label: Label) -> bool:
+    if label.p_a is not None and not math.isfinite(label.p_a):
+        raise StoreError(f"label of {label.annotator.id} on pair {label.pair_id}: p_a={label.p_a!r} is not finite "
+                         "(nothing of this write was stored)")
+    return True
 
 
 def _plain(v):

@@ -9,35 +9,25 @@ judge records as an `unparsed` label with the error as raw output (nothing lost,
 
 - transformers: local model (default the embedded SmolLM2), batched, left-padded.
 - http: any OpenAI-compatible /chat/completions endpoint (`vllm serve`, llama.cpp, a provider):
-  timeouts, retries with exponential back-off, a thread-pool concurrency limit, API key from the
-  environment variable the config names (never stored or logged).
+  `timeout_s` bounds each WHOLE attempt (not each read: a server trickling bytes is cut off), retries
+  with exponential back-off or the server's `Retry-After` (429/503, capped by `max_retry_wait_s`), a
+  thread-pool concurrency limit, API key from the environment variable the config names (never
+  stored or logged). Answers are checked before they are read: a non-finite or positive logprob, a
+  non-string content or a missing field is an error result, never a number or a verdict.
 - vllm: in-process `vllm.LLM`, imported lazily. vLLM pins its own torch and cannot be installed in
   the CPU environment here, so this adapter is kept thin and is untested on this machine.
 """
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from harness.config import ConfigError
 
-
-@dataclass
-class HttpBackendConfig:
-    base_url: str = "http://127.0.0.1:8000/v1"
-    model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the name the server knows the model by
-    api_key_env: str | None = None  # name of the environment variable holding the key (never the key)
-    timeout_s: float = 60.0
-    max_retries: int = 3  # retries after the first attempt, on timeouts, connection errors, 429/5xx, garbage
-    backoff_s: float = 1.0  # wait backoff_s * 2^attempt between attempts
-    concurrency: int = 8  # requests in flight at once
-    logprobs: bool = True  # logprob mode: ask for top_logprobs; servers without them -> the text is parsed
-    top_logprobs: int = 20
-    continue_prefix: bool = True  # send answer_prefix as a final assistant turn to continue (vLLM, llama.cpp)
+from .backend_types import BackendResult, Prompt  # noqa: F401 (re-exported)
+from .http_backend import HttpBackend, HttpBackendConfig  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -45,23 +35,6 @@ class VllmBackendConfig:
     gpu_memory_utilization: float = 0.5
     max_model_len: int = 4096
     top_logprobs: int = 20
-
-
-@dataclass
-class Prompt:
-    messages: list[dict]  # chat messages
-    prefix: str = ""  # text the assistant's answer starts with
-
-
-@dataclass
-class BackendResult:
-    text: str = ""
-    probs: dict | None = None  # logprob mode: {label: probability}
-    top: list | None = None  # the most likely next tokens, for the raw output
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    latency_s: float | None = None
-    error: str | None = None
 
 
 # -- local transformers ---------------------------------------------------------------------------
@@ -173,118 +146,6 @@ class TransformersBackend:
                 out[i] = BackendResult(text=self.tok.decode(ids[:n_out], skip_special_tokens=True),
                                        tokens_in=int(n_in[row]), tokens_out=n_out, latency_s=dt)
         return out
-
-
-# -- OpenAI-compatible HTTP ------------------------------------------------------------------------
-class _Retryable(Exception):
-    pass
-
-
-class HttpBackend:
-    name = "http"
-
-    def __init__(self, cfg: HttpBackendConfig, where: str = "judge:"):
-        import httpx
-
-        self.cfg = cfg
-        headers = {"Content-Type": "application/json"}
-        if cfg.api_key_env:
-            key = os.environ.get(cfg.api_key_env)
-            if not key:
-                raise ConfigError(f"{where} http.api_key_env: environment variable {cfg.api_key_env} is not set")
-            headers["Authorization"] = f"Bearer {key}"
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        self._client = httpx.Client(timeout=httpx.Timeout(cfg.timeout_s), headers=headers)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def check_labels(self, labels: list[str], where: str) -> None:
-        pass  # the server's tokenizer is not known here; labels are matched on the returned token text
-
-    def truncate(self, text: str, n_tokens: int) -> str:
-        # no tokenizer for a remote model: whitespace words stand in for tokens (a word is >= 1 token)
-        words = text.split()
-        return text if len(words) <= n_tokens else " ".join(words[:n_tokens]) + " [...]"
-
-    def _body(self, p: Prompt, **kw) -> dict:
-        messages = list(p.messages)
-        body = {"model": self.cfg.model, **kw}
-        if p.prefix and self.cfg.continue_prefix:
-            messages.append({"role": "assistant", "content": p.prefix})
-            body.update(continue_final_message=True, add_generation_prompt=False)
-        body["messages"] = messages
-        return body
-
-    def _post(self, body: dict) -> tuple[dict | None, str | None]:
-        """One request with retries; (json, None) or (None, error). Never raises for server trouble."""
-        import httpx
-
-        err = "no attempt made"
-        attempts = self.cfg.max_retries + 1
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.cfg.backoff_s * 2 ** (attempt - 1))
-            try:
-                r = self._client.post(self.url, json=body)
-                if r.status_code == 429 or r.status_code >= 500:
-                    raise _Retryable(f"HTTP {r.status_code}: {r.text[:200]!r}")
-                if r.status_code >= 400:  # our request is wrong: asking again will not help
-                    return None, f"HTTP {r.status_code}: {r.text[:200]!r}"
-                try:
-                    data = r.json()
-                    data["choices"][0]
-                except (ValueError, KeyError, IndexError, TypeError):
-                    raise _Retryable(f"malformed response: {r.text[:200]!r}") from None
-                return data, None
-            except httpx.TimeoutException:
-                err = f"timeout after {self.cfg.timeout_s}s"
-            except httpx.TransportError as e:
-                err = f"connection error: {type(e).__name__}: {e}"
-            except _Retryable as e:
-                err = str(e)
-        return None, f"{err} (gave up after {attempts} attempts)"
-
-    def _one(self, body: dict, labels: list[str] | None) -> BackendResult:
-        t = time.perf_counter()
-        data, err = self._post(body)
-        dt = time.perf_counter() - t
-        if err:
-            return BackendResult(error=err, latency_s=dt)
-        usage = data.get("usage") or {}
-        res = BackendResult(tokens_in=usage.get("prompt_tokens"), tokens_out=usage.get("completion_tokens"), latency_s=dt)
-        try:
-            choice = data["choices"][0]
-            res.text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
-            if labels is not None:
-                content = ((choice.get("logprobs") or {}).get("content")) or []
-                if content:
-                    tops = content[0].get("top_logprobs") or [content[0]]
-                    probs = {l: 0.0 for l in labels}
-                    for t_ in tops:
-                        tok = str(t_["token"]).strip()
-                        if tok in probs:  # "1" and " 1" are the same answer
-                            probs[tok] += math.exp(float(t_["logprob"]))
-                    res.probs = probs
-                    res.top = [[t_["token"], round(math.exp(float(t_["logprob"])), 4)] for t_ in tops[:3]]
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
-            return BackendResult(error=f"malformed response: {type(e).__name__}: {e}", latency_s=dt)
-        return res
-
-    def _map(self, bodies: list[dict], labels) -> list[BackendResult]:
-        with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            return list(pool.map(lambda b: self._one(b, labels), bodies))
-
-    def logprob(self, prompts: list[Prompt], labels: list[str], batch_size: int = 8) -> list[BackendResult]:
-        kw = dict(max_tokens=1, temperature=0.0)
-        if self.cfg.logprobs:
-            kw.update(logprobs=True, top_logprobs=self.cfg.top_logprobs)
-        return self._map([self._body(p, **kw) for p in prompts], labels)
-
-    def generate(self, prompts: list[Prompt], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-                 seed: int = 0, batch_size: int = 8) -> list[BackendResult]:
-        return self._map([self._body(p, max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-                          for p in prompts], None)
 
 
 # -- vLLM in-process (GPU extra) -------------------------------------------------------------------

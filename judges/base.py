@@ -9,7 +9,8 @@ and optionally `.score(prompts, responses, references=None) -> list[float]` (one
 and `.tie_band` (|p_a - 0.5| within it combines to a tie).
 
 Judges never touch the store; `label_and_store` does: it reuses stored answers (content-hash cache),
-asks the judge only for misses, and writes pairs + labels in one transaction.
+asks the judge only for misses, and writes pairs + labels in one transaction. A pair whose judging
+raises, or whose label carries a NaN/Inf, gets an error label (`meta.error`); the chunk goes on.
 """
 from __future__ import annotations
 
@@ -88,6 +89,48 @@ def label_and_store(judge: Judge, pairs: Sequence[Pair], store: Store, run_id: s
     return out
 
 
+def non_finite(label: Label) -> str | None:
+    """Where a label carries a NaN/Inf (p_a, or a number anywhere in meta), e.g. 'p_a=nan'; None if none."""
+    import math
+
+    if label.p_a is not None and not math.isfinite(label.p_a):
+        return f"p_a={label.p_a!r}"
+
+    def walk(v, path):
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{path}={v!r}"
+        items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, (list, tuple)) else ()
+        for k, x in items:
+            found = walk(x, f"{path}.{k}")
+            if found:
+                return found
+        return None
+
+    return walk(label.meta, "meta")
+
+
+def _ask(judge, group: list[Pair], miss: tuple[str, ...]) -> list[list[Label]]:
+    """judge.judge on a group; if it raises, each pair alone, and a pair that still raises gets error
+    labels: one bad answer costs its own label, not the chunk (the rest is stored as usual)."""
+    try:
+        return judge.judge(group, miss)
+    except Exception as e:
+        if len(group) == 1:
+            return [_raised(judge, group[0], miss, e)]
+    out = []
+    for p in group:
+        try:
+            out += judge.judge([p], miss)
+        except Exception as e:
+            out.append(_raised(judge, p, miss, e))
+    return out
+
+
+def _raised(judge, pair: Pair, miss: tuple[str, ...], e: Exception) -> list[Label]:
+    msg = f"judge raised {type(e).__name__}: {e}"
+    return [error_label(pair, judge.annotator, o, msg) for o in miss]
+
+
 def _label_chunk(judge, pairs, store, run_id, step, use_cache, orders) -> list[Judgement]:
     ann = judge.annotator
     keys = {(p.pair_id, o): label_cache_key(ann, p.pair_id, o) for p in pairs for o in orders}
@@ -108,13 +151,16 @@ def _label_chunk(judge, pairs, store, run_id, step, use_cache, orders) -> list[J
             todo.setdefault(miss, []).append(p)
     fresh_stamp = None if use_cache else f"fresh:{time.time_ns()}"
     for miss, group in todo.items():
-        answers = judge.judge(group, miss)
+        answers = _ask(judge, group, miss)
         if len(answers) != len(group):
             raise RuntimeError(f"judge {ann.id} returned {len(answers)} answers for {len(group)} pairs")
         for p, labs in zip(group, answers):
             if [l.shown_order for l in labs] != list(miss):
                 raise RuntimeError(f"judge {ann.id} answered orders {[l.shown_order for l in labs]}, asked {list(miss)}")
-            for lab in labs:
+            for i, lab in enumerate(labs):
+                bad = non_finite(lab)
+                if bad:  # never a verdict, never stored: the store refuses it and later reads would break
+                    lab = labs[i] = error_label(p, ann, lab.shown_order, f"non-finite {bad}", lab.latency_s)
                 lab.run_id, lab.step = run_id, step
                 if fresh_stamp:  # asked again on purpose: keep it as a new row
                     lab.meta.setdefault("dedup", fresh_stamp)

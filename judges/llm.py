@@ -5,7 +5,7 @@ The task's rubric and an optional free-text instruction (the OAIF paper's contro
   logprob   one forward pass; the next-token probabilities of the two answer labels ("1"/"2" or
             "A"/"B") after `answer_prefix`, normalised to P(first shown better). No generation.
   generate  sample a verdict (optionally after reasoning) and parse it; what cannot be parsed is
-            `unparsed`, never guessed.
+            `unparsed`, never guessed (a hedge or "1 or 2" is unparsed too: see parse_verdict).
 `both_orders: true` asks with response A shown first and with B shown first; the combined verdict
 (records.combine_orders: verdicts that differ between the orders are a tie, MT-Bench's rule, in both
 modes alike) and the disagreement between the two are recorded (Judgement.consistent). `tie_band`
@@ -14,6 +14,7 @@ applies to each order's p_a.
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 from dataclasses import asdict, dataclass, field
@@ -63,7 +64,7 @@ class LLMJudgeConfig:
 
 # Settings that change how fast or where a judge runs, not what it answers: not in the version hash.
 NOT_IN_VERSION = {"description", "both_orders", "batch_size", "device"}
-HTTP_NOT_IN_VERSION = {"api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency"}
+HTTP_NOT_IN_VERSION = {"api_key_env", "timeout_s", "max_retries", "backoff_s", "max_retry_wait_s", "concurrency"}
 
 
 def _validate(cfg: LLMJudgeConfig, where: str) -> None:
@@ -92,8 +93,11 @@ def _validate(cfg: LLMJudgeConfig, where: str) -> None:
             bad("verdict_regex", f"invalid regular expression ({e})")
         if rx.groups != 1:
             bad("verdict_regex", "needs exactly one capturing group (the label or 'tie')")
-    if cfg.http.max_retries < 0 or cfg.http.concurrency < 1 or cfg.http.timeout_s <= 0:
-        bad("http", "max_retries >= 0, concurrency >= 1 and timeout_s > 0 are required")
+    h = cfg.http
+    if (h.max_retries < 0 or h.concurrency < 1 or not h.timeout_s > 0 or not h.backoff_s >= 0
+            or not h.max_retry_wait_s >= 0):
+        bad("http", "max_retries >= 0, concurrency >= 1, timeout_s > 0, backoff_s >= 0 and "
+                    "max_retry_wait_s >= 0 are required")
 
 
 def read_template(name: str, where: str) -> tuple[Path, str]:
@@ -127,9 +131,41 @@ def _verdict_patterns(labels: Sequence[str]) -> list[re.Pattern]:
     ]
 
 
+# A hedge anywhere makes the text ambiguous, whatever label it also names ("neither" is not "either").
+_HEDGE = re.compile(r"\b(?:can(?:no|['\u2019])?t|could\s*n[o'\u2019]?t|unable\s+to)\s+(?:really\s+|honestly\s+)?"
+                    r"(?:tell|decide|say|choose|determine|distinguish)\b"
+                    r"|\bnot\s+(?:sure|certain)\b|\bunsure\b|\buncertain\b"
+                    # "either" only as a verdict ("either is fine", "could go either way"): reasoning text
+                    # says "either response covers X, but ..." and still decides
+                    r"|\beither\s+(?:one\s+)?(?:is|would|works|could|will)\b|\beither\s+way\b"
+                    r"|\b(?:hard|difficult|impossible)\s+to\s+(?:say|tell|decide|choose)\b", re.IGNORECASE)
+
+
+def _alternatives(labels: Sequence[str]) -> re.Pattern:
+    """The two labels offered as alternatives: "1 or 2", "Response (b) or (a)", "A/B"."""
+    def one(l):
+        return r"(?:(?:response|output|answer|assistant)\s*)?[(\[*]*\s*" + re.escape(l) + r"\s*[)\]*]*"
+
+    a, b = labels
+    pair = r"(?<![\w])(?:{0}\s*(?:\bor\b|/)\s*{1}|{1}\s*(?:\bor\b|/)\s*{0})(?![\w])".format(one(a), one(b))
+    return re.compile(pair, re.IGNORECASE)
+
+
+def ambiguous(text: str, labels: Sequence[str]) -> bool:
+    """A hedge ("cannot tell", "not sure", "either") or both labels offered as alternatives ("1 or 2")."""
+    return bool(_HEDGE.search(text) or _alternatives(labels).search(text))
+
+
 def parse_verdict(text: str, labels: Sequence[str], verdict_regex: str | None = None) -> str:
-    """'first' | 'second' | 'tie' | 'unparsed'. The first pattern family that matches decides; if its
-    matches disagree (e.g. "Verdict: 1 ... Verdict: 2") the output is unparsed, not guessed."""
+    """'first' | 'second' | 'tie' | 'unparsed'; never a guess. The rules, in order:
+    1. ambiguous text is unparsed, whatever label it also names: a hedge ("cannot tell", "not sure",
+       "hard to say", "either") or the two labels offered as alternatives ("1 or 2", "A/B");
+    2. the first pattern family that matches decides (MT-Bench [[1]], "verdict/answer/output/winner
+       ... 1", "the better response is 1", a label alone on a line; or `verdict_regex`);
+    3. if that family names both labels ("Verdict: 1 ... Verdict: 2", "Output (a) ... Output (b) is
+       better") the text is unparsed: which mention is the verdict is not ours to guess."""
+    if ambiguous(text, labels):
+        return "unparsed"
     patterns = [re.compile(verdict_regex, re.IGNORECASE)] if verdict_regex else _verdict_patterns(labels)
     lower = [l.lower() for l in labels]
     for rx in patterns:
@@ -199,12 +235,25 @@ class LLMJudge:
         return [labels[i * k:(i + 1) * k] for i in range(len(pairs))]
 
     def _label(self, pair: Pair, order: str, r: BackendResult) -> Label:
+        """One answer -> one label; an answer that cannot be read is an error label, never a verdict,
+        and never stops the other answers of the batch."""
         if r.error is not None:
             return error_label(pair, self.annotator, order, r.error, r.latency_s)
+        try:
+            return self._read(pair, order, r)
+        except _Unreadable as e:
+            return error_label(pair, self.annotator, order, str(e), r.latency_s)
+        except Exception as e:  # a malformed answer from any backend (e.g. content that is not text)
+            return error_label(pair, self.annotator, order, f"unreadable answer: {type(e).__name__}: {e}", r.latency_s)
+
+    def _read(self, pair: Pair, order: str, r: BackendResult) -> Label:
         meta = {"mode": self.cfg.mode, "backend": self.cfg.backend}
         p_a = None
         if r.probs is not None:  # logprob mode with probabilities
             p1, p2 = (r.probs.get(l, 0.0) for l in self.cfg.labels)
+            if not all(isinstance(p, (int, float)) and math.isfinite(p) and p >= 0 for p in (p1, p2)):
+                # a NaN compares false both ways and became a tie; an Inf poisoned the stored JSON
+                raise _Unreadable(f"non-finite logprob: P({self.cfg.labels[0]})={p1!r}, P({self.cfg.labels[1]})={p2!r}")
             mass = p1 + p2
             raw = json.dumps({"p_" + self.cfg.labels[0]: p1, "p_" + self.cfg.labels[1]: p2, "mass": mass,
                               **({"top": r.top} if r.top else {})})
@@ -217,6 +266,8 @@ class LLMJudge:
                     "A" if p_a > 0.5 else "B" if p_a < 0.5 else "tie")
             meta["answer_mass"] = mass
         else:  # generated text (generate mode, or an HTTP server that returned no logprobs)
+            if not isinstance(r.text, str):
+                raise _Unreadable(f"malformed answer: text is {type(r.text).__name__}, not a string")
             raw = r.text
             which = parse_verdict(self.cfg.answer_prefix + r.text, self.cfg.labels, self.cfg.verdict_regex)
             verdict = _to_canonical(which, order)
@@ -225,6 +276,10 @@ class LLMJudge:
         return Label(pair_id=pair.pair_id, annotator=self.annotator, verdict=verdict, shown_order=order, p_a=p_a,
                      raw_output=raw, latency_s=r.latency_s, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
                      cost=None, meta=meta)
+
+
+class _Unreadable(ValueError):
+    """An answer that arrived but cannot be read as a verdict (recorded as an error label)."""
 
 
 def build_llm_judge(name: str, data: dict, path: Path, ref: JudgeRef | None = None, home=None,

@@ -53,6 +53,7 @@ def served(tmp_path_factory, shared_data):
     store = build_store(home, shared_data)
     port = _free_port()
     cmd, env = command(argparse.Namespace(home=str(home), port=port, address="127.0.0.1"))
+    env["HARNESS_LABEL_SEED"] = "0"  # the Label page's queue is the same on every run
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

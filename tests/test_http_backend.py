@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -28,22 +29,26 @@ class _Server(ThreadingHTTPServer):
 
 @contextmanager
 def serve(respond):
-    """Run `respond(body_dict, server) -> (status, bytes)` behind POST /v1/chat/completions."""
+    """Run `respond(body_dict, server) -> (status, bytes[, extra headers])` behind POST /v1/chat/completions.
+    Each request is recorded in `server.requests` with its arrival time `t` (time.monotonic)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with srv.lock:
-                srv.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "raw": raw})
+                srv.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "raw": raw,
+                                     "t": time.monotonic()})
             try:
                 body = json.loads(raw)
             except ValueError:
                 body = None
-            status, payload = respond(body, srv)
+            status, payload, *extra = respond(body, srv)
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for k, v in (extra[0] if extra else {}).items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)

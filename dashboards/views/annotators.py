@@ -54,8 +54,9 @@ else:
     metric = st.radio("Cell value", ["agreement", "kappa"], horizontal=True, key="an_metric")
     grid = pd.concat([pw.rename(columns={"annotator_1": "annotator_a", "annotator_2": "annotator_b"}),
                       pw.rename(columns={"annotator_1": "annotator_b", "annotator_2": "annotator_a"})])
-    st.caption(f"Every annotator against every other on the items both labelled ({dataset}, {subset}); "
+    st.caption("Every annotator against every other on the items both labelled; "
                "computed with harness.evaluation.agreement.pairwise_kappa.")
+    common.plain(f"dataset {dataset} · subset {subset}")  # imported names: plain text, not markdown
     common.chart(plots.agreement_heatmap(grid, value=metric))
 
 st.header("Agreement with the reference")

@@ -1,6 +1,9 @@
 """Label: a person enters a name and is shown pairs (from a dataset, a run, or pairs where AI
 annotators disagree) in random order, each with a random side; every choice (A / B / tie) is
-written to the store at once as a human label, with the order it was shown in. Skip writes nothing."""
+written to the store at once as a human label, with the order it was shown in. Skip writes nothing.
+Every random choice comes from one `random.Random` per session, seeded from `lab_seed` in the session
+state or `HARNESS_LABEL_SEED` when set (tests), else from `secrets`."""
+import os
 import random
 import secrets
 
@@ -33,8 +36,9 @@ for r in runs:
 source = options[st.selectbox("Pairs from", list(options), key="lab_source")]
 
 if "lab_rng" not in ss:
-    ss.lab_rng = random.Random(secrets.randbits(64))
-    ss.lab_session = secrets.token_hex(4)
+    seed = ss.get("lab_seed", os.environ.get("HARNESS_LABEL_SEED"))
+    ss.lab_rng = random.Random(secrets.randbits(64) if seed in (None, "") else int(seed))
+    ss.lab_session = f"{ss.lab_rng.getrandbits(32):08x}"
     ss.lab_skipped = set()
     ss.lab_log = []
 
@@ -42,7 +46,7 @@ if "lab_rng" not in ss:
 def fill_queue() -> list:
     """Up to BATCH pairs of the source this person has not labelled (or skipped), shuffled."""
     where, params = Q.source_where(source, annotator.id)
-    ids = [r["pair_id"] for r in store.query(Q.RANDOM_IDS_SQL.format(where=where), params + [BATCH * 2])]
+    ids = Q.draw_ids(store.query(Q.SOURCE_IDS_SQL.format(where=where), params), BATCH * 2, ss.lab_rng)
     pairs = [p for p in store.get_pairs(ids) if p.pair_id not in ss.lab_skipped]
     if not pairs and source.startswith("run:"):  # a run that stored samples but no pairs
         run_id = source[4:]
@@ -93,15 +97,15 @@ if not ss.lab_queue:
 
 shown = ss.lab_queue[0]
 with st.container(border=True):
-    st.markdown("**Prompt**")
-    st.text(shown.pair.prompt)
+    st.markdown("**Prompt**")  # stored text as stored (leading spaces kept), never as markdown
+    common.verbatim(shown.pair.prompt)
     left, right = st.columns(2)
     with left:
         st.markdown("**Response A**")
-        st.text(shown.left)
+        common.verbatim(shown.left)
     with right:
         st.markdown("**Response B**")
-        st.text(shown.right)
+        common.verbatim(shown.right)
 st.text_input("Comment (optional)", key="lab_comment", help=f"at most {Q.MAX_COMMENT} characters")
 b1, b2, b3, b4 = st.columns(4)
 b1.button("A is better", key="lab_A", on_click=choose, args=("A",), type="primary", width="stretch")

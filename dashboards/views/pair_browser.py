@@ -56,17 +56,20 @@ for _, p in pairs.iterrows():
     where_from = " · ".join(str(x) for x in (p["dataset"], p["subset"], p["run_id"],
                                              None if pd.isna(p["step"]) else f"step {int(p['step'])}",
                                              p["record_id"] and f"record {p['record_id']}") if x)
+    # imported strings go through plain text only: markdown would load `![x](http://host/t.png)`
     with st.container(border=True):
-        st.markdown(f"**Pair `{p['pair_id']}`** · {where_from or p['source']}")
+        common.plain(f"Pair {p['pair_id']} · {where_from or p['source']}")
         st.markdown("**Prompt**")
-        st.text(p["prompt"])
+        common.verbatim(p["prompt"])
         a, b = st.columns(2)
         with a:
-            st.markdown(f"**Response A** ({p['policy_a'] or 'policy ?'}, {len(p['response_a'])} chars)")
-            st.text(p["response_a"])
+            st.markdown("**Response A**")
+            common.plain(f"{p['policy_a'] or 'policy ?'} · {len(p['response_a'])} chars")
+            common.verbatim(p["response_a"])
         with b:
-            st.markdown(f"**Response B** ({p['policy_b'] or 'policy ?'}, {len(p['response_b'])} chars)")
-            st.text(p["response_b"])
+            st.markdown("**Response B**")
+            common.plain(f"{p['policy_b'] or 'policy ?'} · {len(p['response_b'])} chars")
+            common.verbatim(p["response_b"])
         mine = labels[labels["pair_id"] == p["pair_id"]] if not labels.empty else labels
         if mine.empty:
             st.caption("No labels on this pair.")

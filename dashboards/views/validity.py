@@ -23,5 +23,5 @@ st.dataframe(rows, hide_index=True, column_config={c: st.column_config.NumberCol
 for r in stored:
     card = r["result"]
     if card.get("skipped"):
-        st.caption(f"{card.get('annotator_id')}@{card.get('annotator_version')}: skipped "
-                   + "; ".join(f"{k} ({v})" for k, v in card["skipped"].items()))
+        common.plain(f"{card.get('annotator_id')}@{card.get('annotator_version')}: skipped "
+                     + "; ".join(f"{k} ({v})" for k, v in card["skipped"].items()))

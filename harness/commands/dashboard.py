@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,25 @@ def run(args) -> int:
           flush=True)
     if os.name == "posix":  # become the server: a signal to this PID reaches streamlit itself
         os.execve(cmd[0], cmd, env)
+    return serve_child(cmd, env)
+
+
+def serve_child(cmd: list[str], env: dict) -> int:
+    """Where exec is not available: run streamlit as a child and stop it when this process is told
+    to stop (SIGTERM, SIGINT), so no server keeps serving after `harness dashboard` is gone."""
+    child = subprocess.Popen(cmd, env=env)
+
+    def stop(signum, frame):
+        child.terminate()
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        return 0
+        return child.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if child.poll() is None:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()

@@ -5,7 +5,8 @@ run (`--run RUN_ID [--step N]`: the pairs the run stored, else pairs of its samp
 prompt), or from a file (`--file PATH`: JSONL/JSON/CSV with prompt, response_a, response_b and
 optional reference, dataset, subset, record_id; or any `import-labels` format with `--file-format`).
 Prints how many labels were asked and reused, the verdict distribution, P(first shown) (position
-bias: 0.5 is none) and, with both orders, how often the two orders agree.
+bias: 0.5 is none) and, with both orders, how often the two orders agree. Always prints "N requests,
+M failed" (stderr); exits 1 when every request failed.
 """
 from __future__ import annotations
 
@@ -162,4 +163,19 @@ def run(args) -> int:
            "orders": list(getattr(judge, "orders", ("AB",))), "load_s": round(t_load, 2),
            **summarize(judgements, time.perf_counter() - t)}
     emit(out, args.format, title=f"judge {judge.annotator.id}")
+    return failure_status(out)
+
+
+def failure_status(summary: dict) -> int:
+    """Print how many requests failed (stderr: stdout stays a table or JSON); 1 when every request
+    failed, so a dead server or a broken config cannot pass as a finished job."""
+    import sys
+
+    asked, failed = summary["asked"], summary["errors"]
+    print(f"{asked} requests, {failed} failed" + (f" ({summary['cache_hits']} answers reused)" if summary["cache_hits"] else ""),
+          file=sys.stderr)
+    if asked and failed == asked:
+        print("error: every request failed; see raw_output of the error labels (harness judge stored them)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -6,17 +6,20 @@ version) and stops when position consistency is below `judge.min_consistency` un
 `judge.allow_biased: true`; the card is printed with the training summary.
 
 With `resume=true` it continues the given run (`--run-id`) or the newest unfinished run with the
-same name and algo, from its last complete checkpoint. Under `accelerate launch` every process
+same name and algo, from its last complete checkpoint (a run that failed before its first checkpoint
+is resumed only when named with `--run-id`). A run that fails after it was created, while loading as well as while
+training, is marked failed. Under `accelerate launch` every process
 runs this command; the main process creates or finds the run and shares its id.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..config import ConfigError, load_config
 from ..evaluation import validity  # module, not names: tests swap its functions
 from ..report import emit
-from ..store import Store, StoreError
+from ..store import Store, StoreError, check_run_id
 
 
 def add_arguments(p):
@@ -27,8 +30,10 @@ def add_arguments(p):
 
 
 def find_resumable(store: Store, cfg, algo: str) -> str | None:
-    """Newest run with this name and algo that did not finish."""
-    runs = [r for r in store.list_runs() if r["algo"] == algo and r["name"] == cfg.name and r["status"] != "done"]
+    """Newest run with this name and algo that was interrupted: not done, and not a failure that left
+    nothing to resume (a run that failed mid-training, e.g. on a full disk, continues from its checkpoint)."""
+    runs = [r for r in store.list_runs() if r["algo"] == algo and r["name"] == cfg.name and r["status"] != "done"
+            and not (r["status"] == "failed" and store.latest_checkpoint(r["run_id"]) is None)]
     return runs[-1]["run_id"] if runs else None
 
 
@@ -60,6 +65,8 @@ def prepare_run(store: Store, cfg, run_id: str | None, group: str | None, accele
     chosen, error = None, None
     if accelerator.is_main_process:
         try:
+            if run_id is not None:
+                check_run_id(run_id)  # before any lookup: a path never reaches the home
             if cfg.resume:
                 chosen = run_id or find_resumable(store, cfg, cfg.algo)
                 if chosen is not None:
@@ -96,17 +103,18 @@ def execute(cfg, store: Store, run_id: str | None = None, group: str | None = No
     run_id = prepare_run(store, cfg, run_id, group, accelerator)
     if accelerator.num_processes > 1 and cfg.model.device == "auto":
         cfg.model.device = str(accelerator.device)
-    trainer.seed_everything(cfg.train.seed)  # models built from config (value heads, ...) start the same
-    model, tokenizer = models.load_model(cfg.model, store.home, init_from=resolve_init(store, cfg.init_from),
-                                         causal_lm=algo.causal_lm)
-    ref = models.make_reference(model, cfg.model) if algo.needs_reference else None
-    source, objective = builder(cfg, store, run_id, model, tokenizer, ref, store.home)
-    try:
+    try:  # from here on the run exists: any failure marks it failed (never left 'created')
+        trainer.seed_everything(cfg.train.seed)  # models built from config (value heads, ...) start the same
+        model, tokenizer = models.load_model(cfg.model, store.home, init_from=resolve_init(store, cfg.init_from),
+                                             causal_lm=algo.causal_lm)
+        ref = models.make_reference(model, cfg.model) if algo.needs_reference else None
+        source, objective = builder(cfg, store, run_id, model, tokenizer, ref, store.home)
         card = validity_gate(cfg, store, run_id, source, accelerator)
         final = trainer.train(cfg, store, run_id, model, tokenizer, source, objective, ref=ref, accelerator=accelerator)
     except BaseException as e:
         if accelerator.is_main_process and not isinstance(e, KeyboardInterrupt):
-            store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
+            with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
+                store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
         raise
     if card is not None:
         final = {**final, "judge_validity": validity.card_line(card), "judge_validity_result_id": card["result_id"],
@@ -141,6 +149,8 @@ def validity_gate(cfg, store: Store, run_id: str, source, accelerator) -> dict |
 
 def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
+    if args.run_id is not None:
+        check_run_id(args.run_id)  # with the config: both checked before anything is created or loaded
     store = Store(args.home)
     run_id, final, accelerator = execute(cfg, store, args.run_id, args.group)
     if accelerator.is_main_process:

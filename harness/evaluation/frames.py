@@ -1,6 +1,6 @@
 """DataFrames for the statistics, read from the store (through harness.store only).
 
-`label_frame(store)`: one row per label with columns
+`label_frame(store)`: one row per label actually asked (cache-hit copies left out) with columns
   label_id, pair_id, item, annotator, annotator_id, annotator_version, kind, verdict, p_a,
   shown_order, order_known, dataset, subset, policy_a, policy_b, len_a, len_b (characters).
 `item`, `dataset`, `subset`, `policy_a/b` and `order_known` come from the label's meta when the
@@ -30,7 +30,9 @@ LABEL_COLUMNS = ["label_id", "pair_id", "item", "annotator", "annotator_id", "an
 
 def label_frame(store, dataset: str | None = None, annotators=None, kinds=None) -> pd.DataFrame:
     """All labels of the store as a frame (module docstring); optional filters on the result."""
-    where, params = [], []
+    # a cache-hit row (cached=1) repeats an answer already in the store for a later run/step: counting
+    # it would weight re-asked pairs twice in every statistic
+    where, params = ["l.cached = 0"], []
     if annotators:
         ids = sorted({a.split("@")[0] for a in annotators})
         where.append(f"l.annotator_id IN ({','.join('?' * len(ids))})")

@@ -18,6 +18,8 @@ import csv
 import gzip
 import io
 import json
+import math
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,21 +35,60 @@ class LabelImportError(ValueError):
         super().__init__(f"{loc}: {message}")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text: .gz decompressed, UTF-8 with or without a BOM (Excel writes one).
+    A corrupt or truncated .gz, or invalid UTF-8 (named by line), is a LabelImportError."""
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            data = path.read_bytes()
+    except _GZIP_ERRORS as e:
+        raise LabelImportError(path, "file", None, f"corrupt or truncated gzip file ({type(e).__name__}: {e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise LabelImportError(path, f"line {line}", None,
+                               f"invalid UTF-8 (byte {data[e.start]:#04x}); the file must be UTF-8") from None
+
+
+def _nonfinite(v: Any, at: str = "") -> str | None:
+    """The field path of the first NaN/Infinity in a record (JSON readers accept them), or None."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return at or "value"
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, x in items:
+        found = _nonfinite(x, f"{at}[{k}]" if isinstance(k, int) else (f"{at}.{k}" if at else str(k)))
+        if found:
+            return found
+    return None
+
+
+def _checked(path: Path, where: str, rec: Any) -> tuple[str, Any]:
+    """A NaN or Infinity never becomes a label or a pair: the store keeps JSON, which has neither."""
+    bad = _nonfinite(rec)
+    if bad:
+        raise LabelImportError(path, where, bad, "NaN or Infinity is not a number a label can keep")
+    return where, rec
 
 
 def iter_records(path: str | Path) -> Iterator[tuple[str, Any]]:
     """Yield (where, record) from .json (array, or JSON lines), .jsonl[.gz], .csv/.tsv, .parquet.
 
     `where` is 'line N' (1-based) for line formats and CSV, 'record N' (0-based index) for a JSON
-    array, 'row N' (0-based) for parquet.
+    array, 'row N' (0-based) for parquet. A record holding NaN or Infinity anywhere is an error
+    (in parquet a NaN is pandas' missing value and reads as null).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise LabelImportError(path, "file", None, "is a directory; expected a file of this format")
     name = path.name.lower()
     if name.endswith(".parquet"):
         import pandas as pd
@@ -57,21 +98,19 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, Any]]:
         except ImportError as e:  # no parquet engine installed
             raise LabelImportError(path, "file", None, f"cannot read parquet here ({e}); convert it to JSONL") from e
         for i, rec in enumerate(df.to_dict(orient="records")):
-            yield f"row {i}", _plain(rec)
+            yield _checked(path, f"row {i}", _plain(rec))
         return
+    text = read_text(path)
     if name.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
-        with _open_text(path) as f:
-            reader = csv.DictReader(f, delimiter="\t" if ".tsv" in name else ",")
-            if not reader.fieldnames:
-                raise LabelImportError(path, "line 1", None, "no header row")
-            for rec in reader:
-                if None in rec:
-                    raise LabelImportError(path, f"line {reader.line_num}", None,
-                                           f"{len(rec[None])} more cells than header columns")
-                yield f"line {reader.line_num}", rec
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if ".tsv" in name else ",")
+        if not reader.fieldnames:
+            raise LabelImportError(path, "line 1", None, "no header row")
+        for rec in reader:
+            if None in rec:
+                raise LabelImportError(path, f"line {reader.line_num}", None,
+                                       f"{len(rec[None])} more cells than header columns")
+            yield f"line {reader.line_num}", rec
         return
-    with _open_text(path) as f:
-        text = f.read()
     stripped = text.lstrip()
     if name.endswith((".json", ".json.gz")) and stripped.startswith("["):
         try:
@@ -79,7 +118,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, Any]]:
         except json.JSONDecodeError as e:
             raise LabelImportError(path, f"line {e.lineno}", None, f"invalid JSON: {e.msg}") from e
         for i, rec in enumerate(data):
-            yield f"record {i}", rec
+            yield _checked(path, f"record {i}", rec)
         return
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -88,7 +127,7 @@ def iter_records(path: str | Path) -> Iterator[tuple[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
             raise LabelImportError(path, f"line {lineno}", None, f"invalid JSON: {e.msg}") from e
-        yield f"line {lineno}", rec
+        yield _checked(path, f"line {lineno}", rec)
 
 
 def _plain(v):
@@ -99,6 +138,8 @@ def _plain(v):
         return _plain(v.tolist())
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
+    if isinstance(v, float) and math.isnan(v):
+        return None  # pandas' missing value
     return v
 
 

@@ -9,7 +9,9 @@ response_a/b = response1/2, policies from cmp_key ('bloom-7b_llama-7b': response
 subset (motivation_app, 50 small groups, stays in the pair's meta). Labels:
 `pandalm:annotator1..3` (human) and, when the result files exist,
 `pandalm:gpt-3.5-turbo` and `pandalm:pandalm-7b` (llm); all shown response1 first (AB). A
-gpt_result other than 1/2/Tie (the file has 25 "garbage") is stored as 'unparsed' with the raw text.
+gpt_result other than 1/2/Tie (the file has 25 "garbage": GPT's own unparseable answers) is stored
+as 'unparsed' with the raw text. A pandalm_result other than 0/1/2 is an error naming file, record
+and field: the published file holds only 0/1/2, so anything else is a damaged file, not a verdict.
 Two records can hold identical text (different models, same answer): they stay two items.
 """
 from __future__ import annotations
@@ -28,14 +30,14 @@ HUMAN = {0: "tie", 1: "A", 2: "B"}
 VERSION = "pandalm-testset-v1"
 
 
-def _by_idx(path: Path, field: str) -> dict[int, tuple[str, object]]:
+def _by_idx(path: Path, field: str, choices: tuple | None = None) -> dict[int, tuple[str, object]]:
     out = {}
     for where, rec in iter_records(path):
         f = Fields(path, where, rec)
         idx = f.get("idx", int)
         if idx in out:
             raise f.error("idx", f"{idx} appears twice")
-        out[idx] = (where, f.get(field, (str, int)))
+        out[idx] = (where, f.get(field, int if choices else (str, int), choices=choices))
     return out
 
 
@@ -45,7 +47,7 @@ def read(path: str | Path, **_) -> Iterator:
     folder = testset.parent
     humans = [Annotator("human", f"pandalm:annotator{i}", VERSION) for i in (1, 2, 3)]
     gpt = _by_idx(folder / GPT, "gpt_result") if (folder / GPT).exists() else None
-    panda = _by_idx(folder / PANDALM, "pandalm_result") if (folder / PANDALM).exists() else None
+    panda = _by_idx(folder / PANDALM, "pandalm_result", choices=(0, 1, 2)) if (folder / PANDALM).exists() else None
     gpt_ann = Annotator("llm", "pandalm:gpt-3.5-turbo", VERSION, {"source": GPT})
     panda_ann = Annotator("llm", "pandalm:pandalm-7b", VERSION, {"source": PANDALM})
     seen = set()
