@@ -185,6 +185,8 @@ def test_end_to_end_rule_judge_leaderboard(mt, tmp_path, capsys):
         if wins[a] != wins[b]:
             assert (rows[a]["rating"] > rows[b]["rating"]) == (wins[a] > wins[b])
     assert out["cost"]["pairs"] == 18 and out["cost"]["judge_calls"] == 18 and out["cost"]["cached_labels"] == 0
+    # the judge's validity card rides with the ratings (rule:longer: order-free by construction)
+    assert "position consistency 1.00" in out["judge_card_line"] and out["judge_card_result_id"] is not None
     assert out["judges"] == ["rule:longer"] and out["dataset"] == "mt_bench"
     corr = out["correlations"][0]
     assert corr["n_models"] == 4 and -1 <= corr["spearman"] <= 1

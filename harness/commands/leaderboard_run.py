@@ -264,6 +264,9 @@ def run(args) -> int:
         raise ValueError(f"judge {judge.annotator.id} gave no decisive verdict on {len(pairs)} pairs")
     bias = position_bias(judgements, lb.n_boot, lb.seed)
     correlations = [rank_correlation(ratings, c) for c in cfg.compare_with]
+    from ..evaluation.validity import card_line, judge_card
+
+    card = judge_card(store, judge, store.home)  # agreement with humans beside the ratings it produced
     wall_s = time.perf_counter() - t0
     models = sorted(set(battles["model_a"]) | set(battles["model_b"]))
     cost = {"pairs": len(pairs), "distinct_texts": len(distinct), "questions": int(battles["question_id"].nunique()),
@@ -277,7 +280,8 @@ def run(args) -> int:
               "anchor": lb.anchor, "ratings": to_records(ratings),
               "win_rate_matrix": matrix_to_dict(win_rate_matrix(battles)),
               "battle_counts": matrix_to_dict(battle_counts(battles)),
-              "position_bias": bias, "correlations": correlations, "cost": cost}
+              "position_bias": bias, "correlations": correlations, "cost": cost,
+              "judge_card_result_id": card["result_id"], "judge_card_line": card_line(card)}
     result_id = store.add_result("leaderboard", result, name=f"leaderboard-run:{cfg.name}", task=cfg.source.format,
                                  judge=ann.id)
     if args.format == "json":
@@ -306,6 +310,7 @@ def _print(result, result_id, cfg, ann) -> None:
           f"[{pct(b['p_first_ci_low'])}, {pct(b['p_first_ci_high'])}] over {b['n_decisive_labels']} labels; "
           f"position consistency {pct(b['position_consistency'])} over {b['n_both_orders']} pairs; "
           f"P(prefers longer) {pct(b['p_longer'])}; unparsed {b['unparsed']}")
+    print(f"validity card: {result['judge_card_line']}")
     for r in result["correlations"]:
         print(f"rank correlation with {r['name']}: n={r['n_models']} models, Spearman {pct(r['spearman'])}"
               f" (p {pct(r['spearman_p'])}), Kendall {pct(r['kendall'])} (p {pct(r['kendall_p'])})")
