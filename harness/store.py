@@ -526,12 +526,13 @@ def _row_to_pair(r: dict) -> Pair:
                 meta=json.loads(r["meta_json"] or "{}"))
 
 
-def _non_finite_at(v, path: str) -> str | None:
+def non_finite_at(v, path: str) -> str | None:
+    """Where a JSON-like value holds a NaN/Inf, e.g. 'meta.scores.1=-inf'; None if nowhere."""
     if isinstance(v, float) and not math.isfinite(v):
         return f"{path}={v!r}"
     items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, (list, tuple)) else ()
     for k, x in items:
-        found = _non_finite_at(x, f"{path}.{k}")
+        found = non_finite_at(x, f"{path}.{k}")
         if found:
             return found
     return None
@@ -543,7 +544,7 @@ def finite_json(obj, what: str) -> str:
     try:
         return json.dumps(obj, allow_nan=False)
     except ValueError:
-        raise StoreError(f"{what}: non-finite number {_non_finite_at(obj, 'meta')} cannot be stored "
+        raise StoreError(f"{what}: non-finite number {non_finite_at(obj, 'meta')} cannot be stored "
                          "(NaN/Inf is not a value; nothing of this write was stored)") from None
 
 

@@ -18,7 +18,7 @@ import time
 from typing import Protocol, Sequence, runtime_checkable
 
 from harness.records import Annotator, Judgement, Label, LabelFn, Pair, combine_orders
-from harness.store import Store, label_cache_key
+from harness.store import Store, label_cache_key, non_finite_at
 
 BOTH_ORDERS = ("AB", "BA")
 
@@ -95,18 +95,7 @@ def non_finite(label: Label) -> str | None:
 
     if label.p_a is not None and not math.isfinite(label.p_a):
         return f"p_a={label.p_a!r}"
-
-    def walk(v, path):
-        if isinstance(v, float) and not math.isfinite(v):
-            return f"{path}={v!r}"
-        items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, (list, tuple)) else ()
-        for k, x in items:
-            found = walk(x, f"{path}.{k}")
-            if found:
-                return found
-        return None
-
-    return walk(label.meta, "meta")
+    return non_finite_at(label.meta, "meta")
 
 
 def _ask(judge, group: list[Pair], miss: tuple[str, ...]) -> list[list[Label]]:
