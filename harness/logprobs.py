@@ -9,6 +9,8 @@ padding give the same numbers. `pair_logprobs` does chosen and rejected in one f
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Sequence
 
 import torch
@@ -189,15 +191,30 @@ def pair_logprobs(model, tokenizer, prompts, chosen, rejected, data_cfg, batch: 
     return sums[:b], sums[b:], counts[:b], counts[b:]
 
 
-@torch.no_grad()
-def reference_pair_logprobs(ref, tokenizer, prompts, chosen, rejected, data_cfg, batch: dict | None = None):
-    """`pair_logprobs` under the frozen reference (a models.Reference: a copy, or LoRA disabled), in
-    eval mode and without gradients. Returns (chosen_logps [B], rejected_logps [B])."""
-    with ref.active() as m:
+@contextlib.contextmanager
+def frozen(ref):
+    """The reference model (a models.Reference: a copy, or LoRA disabled) in eval mode, no gradients."""
+    with torch.no_grad(), ref.active() as m:
         was_training = m.training
         m.eval()
         try:
-            c, r, _, _ = pair_logprobs(m, tokenizer, prompts, chosen, rejected, data_cfg, batch)
+            yield m
         finally:
             m.train(was_training)
+
+
+def reference_pair_logprobs(ref, tokenizer, prompts, chosen, rejected, data_cfg, batch: dict | None = None):
+    """`pair_logprobs` under the frozen reference. Returns (chosen_logps [B], rejected_logps [B])."""
+    with frozen(ref) as m:
+        c, r, _, _ = pair_logprobs(m, tokenizer, prompts, chosen, rejected, data_cfg, batch)
     return c, r
+
+
+def pair_token_logprobs(model, batch: dict) -> tuple[torch.Tensor, ...]:
+    """`pair_logprobs` from per-token log-probs, which are returned too, for callers that need both
+    (the objective's KL on OAIF samples) from ONE forward: (chosen [B], rejected [B], chosen_tokens
+    [B], rejected_tokens [B], token_logps [2B, T-1], mask [2B, T-1])."""
+    logps, mask = token_logprobs(model, batch)
+    sums, counts = logps.sum(-1), mask.sum(-1)
+    b = sums.shape[0] // 2
+    return sums[:b], sums[b:], counts[:b], counts[b:], logps, mask

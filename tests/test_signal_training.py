@@ -9,6 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from harness.algorithms.oaif import judgements_to_examples
 from harness.records import Annotator, Label, Pair, combine_orders
@@ -266,3 +267,33 @@ def test_objective_scores_the_task_system_prompt(tmp_path, words_llama, system_t
     # every row scored (chosen + rejected per example, more if a metric runs another forward)
     assert len(policy_rows) >= 2 * len(examples) and len(ref_rows) >= 2 * len(examples)
     assert all(SYSTEM in row for row in policy_rows + ref_rows)
+
+
+def test_oaif_objective_logs_the_kl_from_its_own_two_forwards(tmp_path, words_llama, system_task):
+    """On OAIF samples the objective logs kl_nats_per_seq, equal to the standalone estimator
+    (harness.evaluation.kl.sequence_k3) on the same batch, with one policy and one reference forward."""
+    from harness.algorithms import get_builder
+    from harness.algorithms.preference import example_batch
+    from harness.config import load_config
+    from harness.evaluation.kl import KL_METRIC, sequence_k3
+    from harness.models import load_model, make_reference
+    from harness.store import Store
+
+    over = [f"model.name={words_llama}", f"data.task={system_task}", "train.batch_size=2", "data.eval_fraction=0",
+            "sampling.temperature=1.0"]
+    cfg = load_config(RULE_CONFIG, over)
+    model, tok = load_model(cfg.model)
+    ref = make_reference(model, cfg.model)
+    _, objective = get_builder("oaif")(cfg, Store(tmp_path / "home"), "r", model, tok, ref, tmp_path / "home")
+    ctx = SimpleNamespace(cfg=cfg, tokenizer=tok, ref=ref, world=1, rank=0, shard=lambda xs: list(xs), step=1)
+    examples = [{"prompt": "Name fruit 0.", "chosen": "apple", "rejected": "a rock"},
+                {"prompt": "Name fruit 1.", "chosen": "a pear", "rejected": "no"}]
+    with torch.no_grad():  # move the policy off the reference, so the KL is not trivially 0
+        for prm in model.parameters():
+            prm.add_(0.01 * torch.randn_like(prm))
+    policy_rows, ref_rows = capture_inputs(model, tok), capture_inputs(ref.model, tok)
+    _, metrics = objective(model, examples, ctx)
+    assert len(policy_rows) == len(ref_rows) == 2 * len(examples)  # one forward each, the KL included
+    batch = example_batch(tok, examples, objective.cfg.data, objective.system)
+    expect = float(sequence_k3(model, ref, batch).mean())
+    assert metrics[KL_METRIC] > 0 and metrics[KL_METRIC] == pytest.approx(expect, rel=1e-4)

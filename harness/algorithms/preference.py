@@ -15,8 +15,8 @@ import math
 import torch
 
 from .. import losses
-from ..evaluation.kl import KL_METRIC, exact_policy_samples, sequence_k3
-from ..logprobs import pair_batch, pair_logprobs, reference_pair_logprobs
+from ..evaluation.kl import KL_METRIC, exact_policy_samples, k3_per_sequence
+from ..logprobs import frozen, pair_batch, pair_logprobs, pair_token_logprobs, reference_pair_logprobs
 
 
 def example_batch(tokenizer, examples: list[dict], data_cfg, system: str | None = None) -> dict[str, torch.Tensor]:
@@ -59,15 +59,27 @@ class PreferenceObjective:
         chosen = [e["chosen"] for e in examples]
         rejected = [e["rejected"] for e in examples]
         batch = example_batch(ctx.tokenizer, examples, cfg.data, self.system)
-        pc, pr, nc, nr = pair_logprobs(model, ctx.tokenizer, prompts, chosen, rejected, cfg.data, batch=batch)
+        # OAIF's pairs are the current policy's samples: the one KL (k3 per token, summed) is measured
+        # on them, from the per-token log-probs of the same two forwards the loss needs
+        want_kl = cfg.algo == "oaif" and ctx.ref is not None and exact_policy_samples(cfg.sampling)
+        cached = all("ref_chosen" in e and "ref_rejected" in e for e in examples)
+        if want_kl and not cached:
+            pc, pr, nc, nr, tok_pi, mask = pair_token_logprobs(model, batch)
+        else:
+            pc, pr, nc, nr = pair_logprobs(model, ctx.tokenizer, prompts, chosen, rejected, cfg.data, batch=batch)
         device, dtype = pc.device, pc.dtype
-        if all("ref_chosen" in e and "ref_rejected" in e for e in examples):
+        tok_ref = None
+        if cached:
             rc = torch.tensor([e["ref_chosen"] for e in examples], dtype=dtype, device=device)
             rr = torch.tensor([e["ref_rejected"] for e in examples], dtype=dtype, device=device)
         else:
             if ctx.ref is None:
                 raise ValueError("preference objective: examples carry no reference log-probs and there is no reference model")
-            rc, rr = reference_pair_logprobs(ctx.ref, ctx.tokenizer, prompts, chosen, rejected, cfg.data, batch=batch)
+            if want_kl:
+                with frozen(ctx.ref) as ref_model:
+                    rc, rr, _, _, tok_ref, _ = pair_token_logprobs(ref_model, batch)
+            else:
+                rc, rr = reference_pair_logprobs(ctx.ref, ctx.tokenizer, prompts, chosen, rejected, cfg.data, batch=batch)
             rc, rr = rc.to(device, dtype), rr.to(device, dtype)
         p = None
         if lc.kind == "soft":
@@ -100,8 +112,6 @@ class PreferenceObjective:
             }
             if p is not None:
                 metrics["label_p"] = float(p.mean())
-            if cfg.algo == "oaif" and ctx.ref is not None and exact_policy_samples(cfg.sampling):
-                # OAIF's pairs are the current policy's samples: the one KL (k3 per token, summed),
-                # on the kept (decisive) pairs' responses
-                metrics[KL_METRIC] = float(sequence_k3(model, ctx.ref, batch).mean())
+            if tok_ref is not None:  # on the kept (decisive) pairs' responses
+                metrics[KL_METRIC] = float(k3_per_sequence(tok_pi.detach(), tok_ref.to(device), mask).mean())
         return loss, metrics
