@@ -258,6 +258,10 @@ def load_preferences(source: str, split: str = "train", fmt: str = "auto", data_
     return out
 
 
+# a verifiable task's prompts (harness/verifiable.py): the constraints the gold scorer checks
+VERIFIABLE_FIELDS = ("base", "constraints", "topic", "group")
+
+
 def load_prompts(path: str | Path) -> list[dict]:
     """A prompts file (json-lines `{prompt, reference?, split?, id?}`) -> list of dicts, validated."""
     path = Path(path)
@@ -265,7 +269,7 @@ def load_prompts(path: str | Path) -> list[dict]:
         raise DataError(f"{path}: prompts file not found")
     out = []
     for n, rec in json_lines(path):
-        unknown = set(rec) - {"prompt", "reference", "split", "id", "category"}
+        unknown = set(rec) - {"prompt", "reference", "split", "id", "category", *VERIFIABLE_FIELDS}
         if unknown:
             raise DataError(f"{path}: line {n}: unknown field(s) {', '.join(sorted(unknown))}")
         if not isinstance(rec.get("prompt"), str) or not rec["prompt"].strip():
@@ -276,6 +280,13 @@ def load_prompts(path: str | Path) -> list[dict]:
             raise DataError(f"{path}: line {n}: field 'split': expected train or eval, got {rec['split']!r}")
         rec.setdefault("split", "train")
         rec.setdefault("id", f"{path.parent.name}-{n}")
+        if any(f in rec for f in VERIFIABLE_FIELDS):
+            from .verifiable import ConstraintError, validate_row
+
+            try:
+                validate_row(rec, f"{path}: line {n}:")
+            except ConstraintError as e:
+                raise DataError(str(e)) from None
         out.append(rec)
     if not out:
         raise DataError(f"{path}: no prompts")

@@ -94,6 +94,18 @@ class Task:
                 out.append({"prompt": rec["prompt"], "reference": rec["chosen"], "id": rec["id"]})
         return out
 
+    def gold_rows(self) -> dict[str, dict]:
+        """Prompt text (as the policy sees it) -> its prompts row, for a verifiable task (rows with
+        constraints, harness/verifiable.py); {} for any other task."""
+        if not self.spec.data.prompts:
+            return {}
+        rows = load_prompts(self.directory / self.spec.data.prompts)
+        return {self.render(r["prompt"]): r for r in rows if "constraints" in r}
+
+    @property
+    def verifiable(self) -> bool:
+        return bool(self.gold_rows())
+
     def preference_data(self, path: str | None = None, split: str | None = None, limit: int | None = None) -> list[dict]:
         """Preference records `{prompt, chosen, rejected, p, id}` from `path` (a local file or hub id
         overriding the task's source) or the task's own source."""
@@ -175,5 +187,10 @@ def validate_task(name: str | Path, check_data: bool = True) -> dict:
         rows = load_prompts(task.directory / task.spec.data.prompts)
         row.update(prompts=len(rows), eval_prompts=sum(r["split"] == "eval" for r in rows),
                    with_reference=sum(bool(r.get("reference")) for r in rows))
+        if any("constraints" in r for r in rows):
+            types = {s: sorted({c["type"] for r in rows if r["split"] == s for c in r["constraints"]})
+                     for s in ("train", "eval")}
+            row.update(constraint_types_train=",".join(types["train"]),
+                       held_out_types=",".join(t for t in types["eval"] if t not in types["train"]))
     row["preference_source"] = task.spec.data.path or task.spec.data.hub
     return row

@@ -3,6 +3,7 @@
 Names:
   rule:<rule>[:<arg>]       a rule judge (judges/rules.py)
   rm:<run-id-or-path>       a reward-model judge (judges/reward_model.py, loaded lazily)
+  gold:<task>               the gold scorer of a verifiable task (judges/gold.py)
   <name>                    judges/configs/<name>.yaml, whose `kind` picks the builder below
   path/to/judge.yaml        the same, from any file
 """
@@ -24,11 +25,12 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 JUDGE_KINDS: dict[str, tuple[str, str, str]] = {
     "rule": ("rule:<rule>[:<arg>]", "judges.rules", "make_rule_judge"),
     "reward_model": ("rm:<run-id-or-path>", "judges.reward_model", "load_reward_judge"),
+    "gold": ("gold:<task>", "judges.gold", "make_gold_judge"),
     "llm": ("judges/configs/<name>.yaml with kind: llm", "judges.llm", "build_llm_judge"),
     "reference_similarity": ("judges/configs/<name>.yaml with kind: reference_similarity",
                              "judges.similarity", "build_similarity_judge"),
 }
-PREFIXES = {"rule:": "rule", "rm:": "reward_model"}
+PREFIXES = {"rule:": "rule", "rm:": "reward_model", "gold:": "gold"}
 
 
 def _factory(kind: str):
@@ -72,7 +74,7 @@ def load_judge(ref: JudgeRef | str, home=None, device: str | None = None, rubric
             if ref.mode:
                 raise ConfigError(f"judge {name}: a {kind} judge has no mode (only LLM judges do)")
             spec = name[len(prefix):]
-            judge = _factory(kind)(spec) if kind == "rule" else _factory(kind)(spec, home, device)
+            judge = _factory(kind)(spec) if kind in ("rule", "gold") else _factory(kind)(spec, home, device)
             if ref.both_orders is not None:
                 judge.orders = BOTH_ORDERS if ref.both_orders else ("AB",)
             return judge
