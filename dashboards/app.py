@@ -18,6 +18,7 @@ PAGES = [
     st.Page("views/controllability.py", title="Controllability", icon=":material/tune:"),
     st.Page("views/annotators.py", title="Annotators", icon=":material/groups:"),
     st.Page("views/validity.py", title="Judge validity", icon=":material/verified:"),
+    st.Page("views/gold.py", title="Annotators vs gold", icon=":material/rule:"),
     st.Page("views/pair_browser.py", title="Pair browser", icon=":material/compare:"),
     st.Page("views/label.py", title="Label", icon=":material/how_to_vote:"),
 ]

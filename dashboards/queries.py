@@ -8,7 +8,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from harness.records import Annotator, Label, Pair
+from harness.records import ANNOTATOR_KINDS, Annotator, Label, Pair
 
 MAX_NAME = 64
 MAX_SEARCH = 200
@@ -16,6 +16,11 @@ MAX_COMMENT = 1000
 NAME_RE = re.compile(r"^[\w .@'-]+$", re.UNICODE)
 HUMAN_VERSION = "dashboard-v1"
 CHOICES = ("A", "B", "tie", "skip")
+# the annotator-kind filter: every kind on its own, so simulated-human is picked apart from human
+KINDS = ANNOTATOR_KINDS
+# people and their simulated stand-ins: not "AI annotators" for the disagreement label source
+# (a position-biased simulated rater disagrees with itself across orders by design)
+HUMANLIKE_KINDS = ("human", "simulated-human")
 
 # pairs where the usable (not unparsed) verdicts of the annotators matched by `extra` differ
 _DISAGREE = ("pair_id IN (SELECT pair_id FROM labels WHERE verdict!='unparsed'{extra}"
@@ -26,6 +31,7 @@ _DISAGREE = ("pair_id IN (SELECT pair_id FROM labels WHERE verdict!='unparsed'{e
 class PairFilter:
     disagreements_only: bool = False
     annotator: str | None = None
+    kind: str | None = None  # one of KINDS: pairs with a label of that annotator kind
     run_id: str | None = None
     step: int | None = None
     dataset: str | None = None
@@ -40,6 +46,11 @@ class PairFilter:
         if self.annotator:
             clauses.append("pair_id IN (SELECT pair_id FROM labels WHERE annotator_id=?)")
             params.append(self.annotator)
+        if self.kind:
+            if self.kind not in KINDS:
+                raise ValueError(f"annotator kind {self.kind!r} is not one of {KINDS}")
+            clauses.append("pair_id IN (SELECT pair_id FROM labels WHERE annotator_kind=?)")
+            params.append(self.kind)
         if self.run_id:
             clauses.append("(run_id=? OR pair_id IN (SELECT pair_id FROM labels WHERE run_id=?))")
             params += [self.run_id, self.run_id]
@@ -97,7 +108,7 @@ def source_where(source: str, annotator_id: str) -> tuple[str, list]:
     """Pairs of a label source that this person has not labelled yet.
 
     source: "dataset:<name>" or "dataset:<name>/<subset>", "run:<run_id>" (pairs the run stored),
-    or "disagree" (pairs where AI annotators, i.e. not humans, disagree).
+    or "disagree" (pairs where AI annotators, i.e. neither humans nor simulated humans, disagree).
     """
     clauses, params = ["pair_id NOT IN (SELECT pair_id FROM labels WHERE annotator_id=?)"], [annotator_id]
     kind, _, rest = source.partition(":")
@@ -112,7 +123,8 @@ def source_where(source: str, annotator_id: str) -> tuple[str, list]:
         clauses.append("run_id=?")
         params.append(rest)
     elif kind == "disagree":
-        clauses.append(_DISAGREE.format(extra=" AND annotator_kind!='human'"))
+        clauses.append(_DISAGREE.format(extra=" AND annotator_kind NOT IN ("
+                                               + ",".join(f"'{k}'" for k in HUMANLIKE_KINDS) + ")"))
     else:
         raise ValueError(f"unknown label source {source!r}")
     return " AND ".join(clauses), params

@@ -253,6 +253,33 @@ def controllability(stored: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.DataFrame(steps), pd.DataFrame(final)
 
 
+CONTROLLABILITY_FIXED_COLUMNS = ["result_id", "annotator", "property", "instruction", "delivered", "n_distinguishing",
+                                 "n", "baseline_favoured", "instructed_favoured", "flip_toward", "ci_low", "ci_high",
+                                 "flip_toward_n", "flip_away", "flip_away_ci_low", "flip_away_ci_high", "net_shift",
+                                 "net_ci_low", "net_ci_high"]
+
+
+def controllability_fixed(stored: list[dict]) -> pd.DataFrame:
+    """Stored `controllability_fixed` results (`harness study controllability`, before training: rows of
+    harness/evaluation/controllability.py) -> one row per (result, annotator, instruction): the
+    figures with their CIs (Wilson for proportions, paired bootstrap for net_shift) as stored."""
+    out = []
+    for r in stored:
+        for row in r["result"].get("rows") or []:
+            ft, fa, ns = (row.get(k) or {} for k in ("flip_toward", "flip_away", "net_shift"))
+            out.append({"result_id": r["result_id"], "annotator": row.get("annotator"), "property": row.get("property"),
+                        "instruction": row.get("instruction"), "delivered": bool(row.get("instruction_delivered")),
+                        "n_distinguishing": row.get("n_distinguishing"), "n": row.get("n"),
+                        "baseline_favoured": _num((row.get("baseline_favoured") or {}).get("value")),
+                        "instructed_favoured": _num((row.get("instructed_favoured") or {}).get("value")),
+                        "flip_toward": _num(ft.get("value")), "ci_low": _num(ft.get("ci_low")),
+                        "ci_high": _num(ft.get("ci_high")), "flip_toward_n": ft.get("n"),
+                        "flip_away": _num(fa.get("value")), "flip_away_ci_low": _num(fa.get("ci_low")),
+                        "flip_away_ci_high": _num(fa.get("ci_high")), "net_shift": _num(ns.get("value")),
+                        "net_ci_low": _num(ns.get("ci_low")), "net_ci_high": _num(ns.get("ci_high"))})
+    return pd.DataFrame(out, columns=CONTROLLABILITY_FIXED_COLUMNS)
+
+
 VALIDITY_COLUMNS = ["result_id", "annotator", "kind", "version", "figure", "dataset", "reference", "value", "n",
                     "ci_low", "ci_high"]
 
@@ -269,3 +296,24 @@ def validity(stored: list[dict]) -> pd.DataFrame:
                 "kind": card.get("annotator_kind"), "version": card.get("annotator_version", r.get("baseline"))}
         rows += [{**head, **row} for row in card_rows(card)]
     return pd.DataFrame(rows, columns=VALIDITY_COLUMNS)
+
+
+GOLD_COLUMNS = ["annotator", "kind", "status", "n", "accuracy", "ci_low", "ci_high", "tie_share", "accuracy_no_ties",
+                "n_no_ties", "consistency", "n_both", "p_first", "n_first", "p_longer", "gold_p_longer", "n_longer",
+                "n_errors", "version"]
+
+
+def gold_agreement(result: dict) -> tuple[pd.DataFrame, dict | None]:
+    """One stored `gold_agreement` result (`harness agreement --gold`, rows of
+    harness/evaluation/gold_agreement.py) -> (annotator rows as stored, the ceiling row or None).
+    `ci_low`/`ci_high` are accuracy's 95% CI; the ceiling row is left out of the table."""
+    from harness.evaluation.gold_agreement import CEILING
+
+    rows, ceiling = [], None
+    for row in result.get("rows") or []:
+        if row.get("annotator") == CEILING:
+            ceiling = row
+            continue
+        rows.append({**{c: row.get(c) for c in GOLD_COLUMNS}, "ci_low": _num(row.get("accuracy_ci_low")),
+                     "ci_high": _num(row.get("accuracy_ci_high"))})
+    return pd.DataFrame(rows, columns=GOLD_COLUMNS), ceiling

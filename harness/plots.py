@@ -225,3 +225,25 @@ def save_chart(chart: alt.TopLevelMixin, path: str | Path) -> Path:
     else:
         raise PlotError(f"{path}: unknown chart format {suffix!r} (use .html, .json, .png or .svg)")
     return path
+
+
+def gold_accuracy_chart(df: pd.DataFrame, ceiling: dict | None = None,
+                        title: str = "Accuracy vs gold (95% CI)") -> alt.Chart:
+    """Each annotator's accuracy against gold with its CI bar; the simulated human-human ceiling as a
+    shaded band (its CI) and a line (its value) when given; 0.5 (a coin on decided pairs) is marked.
+
+    Columns: `annotator`, `accuracy` in [0, 1]; optional `ci_low`, `ci_high`, `n`, `kind` (color).
+    `ceiling`: {accuracy, accuracy_ci_low, accuracy_ci_high} (the stored ceiling row)."""
+    _need(df, ("annotator", "accuracy"), "gold_accuracy_chart")
+    chart = _point_with_ci(df, "annotator", "accuracy", title, "accuracy vs gold", domain=(0, 1), rule_at=0.5,
+                           color="kind" if "kind" in df.columns else None)
+    if not ceiling or ceiling.get("accuracy") is None:
+        return chart
+    c = pd.DataFrame([{"ceiling": ceiling["accuracy"], "ceiling_ci_low": ceiling.get("accuracy_ci_low"),
+                       "ceiling_ci_high": ceiling.get("accuracy_ci_high"), "what": "simulated human-human ceiling"}])
+    band = alt.Chart(c).mark_rect(opacity=0.18, color="orange").encode(
+        x=alt.X("ceiling_ci_low:Q", scale=alt.Scale(domain=[0, 1])), x2="ceiling_ci_high:Q",
+        tooltip=["what", "ceiling", "ceiling_ci_low", "ceiling_ci_high"])
+    line = alt.Chart(c).mark_rule(color="orange", strokeWidth=2).encode(
+        x="ceiling:Q", tooltip=["what", "ceiling", "ceiling_ci_low", "ceiling_ci_high"])
+    return alt.layer(band, line, *chart.layer).properties(title=title, width=chart.width, height=chart.height)

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 VERDICTS = ("A", "B", "tie", "unparsed")
-ANNOTATOR_KINDS = ("human", "llm", "reward_model", "rule")
+# simulated-human: judges/simulated.py (gold scorer + noise). Its own kind, never "human": the human
+# majority, the human ceiling and human references select kind "human" only.
+ANNOTATOR_KINDS = ("human", "simulated-human", "llm", "reward_model", "rule")
 ORDERS = ("AB", "BA")
 
 
@@ -54,7 +56,7 @@ class Pair:
 
 @dataclass
 class Annotator:
-    kind: str  # human | llm | reward_model | rule
+    kind: str  # human | simulated-human | llm | reward_model | rule
     id: str  # e.g. "smollm2-logprob", "pandalm:annotator1", "rule:shorter"
     version: str  # hash of the judge config and prompt, or a dataset/commit tag for humans
     config: dict = field(default_factory=dict)

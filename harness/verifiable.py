@@ -28,10 +28,16 @@ MIN_WORDS = 3
 REPEAT_NGRAM = 3            # a loop: under half of the word 3-grams are distinct ...
 REPEAT_MIN_WORDS = 12       # ... in a response of at least this many words,
 REPEAT_LINES = 3            # or one non-empty line repeated this many times
-GOLD_VERSION = "1"          # bump when a checker or guard changes (labels are cached by version)
+GOLD_VERSION = "2"          # bump when a checker or guard changes (labels are cached by version)
+                           # 2: words keep accents / curly apostrophes, no quote marks; sentence ends
+                           #    before a closing quote; curly quotes for quoted / end_with; wordless
+                           #    lines (---, ```) are not a repeated line
 
-_WORD = re.compile(r"[A-Za-z0-9']+")
-_SENT_END = re.compile(r"[.!?]+(?=\s|$)")
+# a word: letters/digits (any script), inner apostrophes kept ("don't", "don’t"), quote marks dropped
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+# a sentence ends at . ! ? (and any closing quote or bracket after it) before a space or the end
+_SENT_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)")
+_OPEN_QUOTES, _CLOSE_QUOTES = '"“', '"”'
 
 
 def words(text: str) -> list[str]:
@@ -49,7 +55,7 @@ def bullet_lines(text: str) -> list[str]:
 
 
 def _has_word(text: str, word: str) -> bool:
-    return re.search(r"(?<![A-Za-z0-9])" + re.escape(word) + r"(?![A-Za-z0-9])", text, re.IGNORECASE) is not None
+    return re.search(r"(?<![^\W_])" + re.escape(word) + r"(?![^\W_])", text, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
@@ -80,13 +86,13 @@ CONSTRAINTS: dict[str, Constraint] = {
     "no_commas": Constraint((), "Do not use any commas.",
                             lambda r: "," not in r),
     "end_with": Constraint(("phrase",), 'End your response with the exact phrase "{phrase}".',
-                           lambda r, phrase: r.rstrip().rstrip('"').rstrip().endswith(phrase)),
+                           lambda r, phrase: r.rstrip().rstrip(_CLOSE_QUOTES).rstrip().endswith(phrase)),
     "start_with": Constraint(("word",), 'Begin your response with the word "{word}".',
                              lambda r, word: (words(r)[:1] or [""])[0].lower() == word.lower()),
     "bullets": Constraint(("n",), 'Answer with exactly {n} bullet points, each on its own line starting with "- ".',
                           lambda r, n: len(bullet_lines(r)) == n),
     "quoted": Constraint((), "Wrap your entire response in double quotation marks.",
-                         lambda r: len(r.strip()) >= 2 and r.strip()[0] == '"' and r.strip()[-1] == '"'),
+                         lambda r: len(r.strip()) >= 2 and r.strip()[0] in _OPEN_QUOTES and r.strip()[-1] in _CLOSE_QUOTES),
 }
 
 
@@ -135,7 +141,7 @@ def degenerate(response: str, topic: list[str] | None = None) -> str | None:
         grams = [tuple(ws[i:i + REPEAT_NGRAM]) for i in range(len(ws) - REPEAT_NGRAM + 1)]
         if len(set(grams)) < 0.5 * len(grams):
             return "repetition"
-    lines = [ln.strip().lower() for ln in response.splitlines() if ln.strip()]
+    lines = [ln.strip().lower() for ln in response.splitlines() if words(ln)]  # not '---' or '```'
     if lines and max(lines.count(ln) for ln in set(lines)) >= REPEAT_LINES:
         return "repetition"
     if topic and not any(w.startswith(t.lower()) for t in topic for w in ws):

@@ -5,6 +5,7 @@ Names:
   rm:<run-id-or-path>       a reward-model judge (judges/reward_model.py, loaded lazily)
   gold:<task>               the gold scorer of a verifiable task (judges/gold.py)
   <name>                    judges/configs/<name>.yaml, whose `kind` picks the builder below
+                            (llm, reference_similarity, simulated_human: e.g. sim-rater-1)
   path/to/judge.yaml        the same, from any file
 """
 from __future__ import annotations
@@ -29,6 +30,9 @@ JUDGE_KINDS: dict[str, tuple[str, str, str]] = {
     "llm": ("judges/configs/<name>.yaml with kind: llm", "judges.llm", "build_llm_judge"),
     "reference_similarity": ("judges/configs/<name>.yaml with kind: reference_similarity",
                              "judges.similarity", "build_similarity_judge"),
+    # the gold scorer of a verifiable task plus crowd-worker noise; annotator kind simulated-human
+    "simulated_human": ("judges/configs/<name>.yaml with kind: simulated_human", "judges.simulated",
+                        "build_simulated_judge"),
 }
 PREFIXES = {"rule:": "rule", "rm:": "reward_model", "gold:": "gold"}
 
@@ -36,6 +40,12 @@ PREFIXES = {"rule:": "rule", "rm:": "reward_model", "gold:": "gold"}
 def _factory(kind: str):
     _, module, name = JUDGE_KINDS[kind]
     return getattr(importlib.import_module(module), name)
+
+
+def _takes_instruction(kind: str, spec: str) -> bool:
+    from .rules import INSTRUCTABLE
+
+    return kind == "rule" and spec.partition(":")[0] in INSTRUCTABLE
 
 
 def config_names() -> list[str]:
@@ -69,12 +79,16 @@ def load_judge(ref: JudgeRef | str, home=None, device: str | None = None, rubric
     name = ref.name
     for prefix, kind in PREFIXES.items():
         if name.startswith(prefix):
-            if ref.instruction:
-                raise ConfigError(f"judge {name}: a {kind} judge takes no instruction (only LLM judges do)")
+            spec = name[len(prefix):]
+            if ref.instruction and not _takes_instruction(kind, spec):
+                raise ConfigError(f"judge {name}: a {kind} judge takes no instruction "
+                                  "(only LLM judges and rule:instructed do)")
             if ref.mode:
                 raise ConfigError(f"judge {name}: a {kind} judge has no mode (only LLM judges do)")
-            spec = name[len(prefix):]
-            judge = _factory(kind)(spec) if kind in ("rule", "gold") else _factory(kind)(spec, home, device)
+            if kind == "rule":  # rule:instructed reads a property's instruction (judges/rules.py)
+                judge = _factory(kind)(spec, instruction=ref.instruction or None)
+            else:
+                judge = _factory(kind)(spec) if kind == "gold" else _factory(kind)(spec, home, device)
             if ref.both_orders is not None:
                 judge.orders = BOTH_ORDERS if ref.both_orders else ("AB",)
             return judge

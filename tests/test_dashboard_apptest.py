@@ -394,3 +394,32 @@ def test_training_page_preselects_the_newest_groups_policy_runs():
     assert default_runs([run("old", "dpo", "g1"), *demo]) == ["dpo", "oaif", "oaif-short", "rlaif"]
     ungrouped = [run(f"r{i}", "dpo", None) for i in range(5)]
     assert default_runs(ungrouped) == ["r2", "r3", "r4"] and default_runs([]) == []
+
+
+def test_controllability_shows_the_fixed_pair_measurement_above_training(tmp_path, monkeypatch):
+    """A stored `controllability_fixed` result (measured here with the rule annotators) is shown as a
+    table and a bar chart of flip_toward with its CI, above the training sections."""
+    from harness.evaluation.controllability import measure
+    from harness.records import Pair
+    from harness.store import Store
+    from judges import load_judge
+    from harness.config import JudgeRef
+
+    store = Store(tmp_path / "home")
+    pairs = [Pair(prompt="q1", response_a="one two three four", response_b="one two"),
+             Pair(prompt="q2", response_a="a, b and c", response_b="A B AND C D E"),
+             Pair(prompt="q3", response_a="first second", response_b="FIRST, SECOND, THIRD")]
+    rows = measure(pairs, lambda i: load_judge(JudgeRef(name="rule:instructed:longer", instruction=i)),
+                   ["shorter", "lowercase", "longer"], store)
+    store.add_result("controllability_fixed", {"group": "g", "n_pairs": 3, "pairs_source": "test", "rows": rows,
+                                               "estimators": "Wilson / bootstrap"}, name="g")
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    at = open_page("controllability")
+    assert texts(at.header)[0] == "Before training: controllability on fixed pairs"
+    shown = at.dataframe[0].value.set_index("property")
+    assert shown.loc["shorter", "flip_toward"] == 1.0 and shown.loc["shorter", "n"] == 3
+    assert shown.loc["lowercase", "flip_toward"] == 1.0 and shown.loc["lowercase", "flip_toward_n"] == 2
+    assert pd.isna(shown.loc["longer", "flip_toward"])  # the base rule already prefers the longer: n = 0
+    drawn = chart_data(at)
+    assert sorted(drawn["property"]) == ["lowercase", "shorter"]  # n = 0 is not drawn as a bar
+    assert (drawn["ci_low"] <= drawn["flip_toward"]).all() and (drawn["flip_toward"] <= drawn["ci_high"]).all()

@@ -1,7 +1,9 @@
 """Controllability: response length and the annotator's preference over training steps, one line
 per annotator instruction, and the final win rate against mean length (`harness study controllability`).
 Without a stored study result, the same curves are drawn from the metrics of runs whose judge config
-carries an instruction."""
+carries an instruction. Above them, the stored `controllability_fixed` result: how far each annotator's
+verdicts on fixed pairs move toward the instructed property, measured before any training."""
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -10,6 +12,35 @@ from dashboards import results as R
 from harness import plots
 
 common.header("Controllability")
+
+
+def flip_chart(df: pd.DataFrame) -> alt.Chart:
+    """flip_toward per instruction (bars, one per annotator) with its Wilson 95% CI (rules)."""
+    base = alt.Chart(df).encode(y=alt.Y("property:N", title=None), yOffset="annotator:N")
+    tip = ["annotator", "instruction", "flip_toward", "ci_low", "ci_high", "flip_toward_n", "n"]
+    bars = base.mark_bar().encode(x=alt.X("flip_toward:Q", scale=alt.Scale(domain=[0, 1]),
+                                          title="flip toward the property (95% Wilson CI)"),
+                                  color=alt.Color("annotator:N", title=None), tooltip=tip)
+    ci = base.mark_rule(color="black").encode(x="ci_low:Q", x2="ci_high:Q")
+    rows = df["property"].nunique() * max(1, df["annotator"].nunique())
+    return alt.layer(bars, ci).properties(height=max(60, 16 * rows), title="Controllability on fixed pairs")
+
+
+fixed = common.results("controllability_fixed")
+if fixed:
+    st.header("Before training: controllability on fixed pairs")
+    labels = {f"#{r['result_id']} {r.get('name') or ''} · {r['result'].get('n_pairs')} pairs": r for r in reversed(fixed)}
+    chosen_fixed = labels[st.selectbox("Fixed-pair result (newest first)", list(labels), key="ctf_result")]
+    res = chosen_fixed["result"]
+    st.caption(f"{res.get('n_pairs')} pairs ({res.get('pairs_source')}). {res.get('estimators') or ''}")
+    table = R.controllability_fixed([chosen_fixed])
+    st.dataframe(table.drop(columns=["result_id"]), hide_index=True)
+    drawn = table.dropna(subset=["flip_toward"])
+    if drawn.empty:
+        st.info("No instruction had pairs to flip (flip_toward has n = 0 everywhere).")
+    else:
+        common.chart(flip_chart(drawn))
+    st.divider()
 stored = common.results("controllability")
 if stored:
     names = {f"#{r['result_id']} {r.get('name') or ''} · task {r.get('task') or '?'}": r for r in reversed(stored)}

@@ -19,6 +19,7 @@ with st.container(border=True):
         disagree = st.checkbox("Disagreements only", key="pb_disagree",
                                help="pairs whose annotators gave different (parsed) verdicts")
         annotator = common.pick("Annotator", sorted(set(annotators)), key="pb_annotator")
+        kind = common.pick("Annotator kind", list(Q.KINDS), key="pb_kind")
     with c2:
         dataset = common.pick("Dataset", sorted(datasets["dataset"].unique()) if not datasets.empty else [],
                               key="pb_dataset")
@@ -36,7 +37,7 @@ problem = Q.check_search(search)
 if problem:
     st.error(problem)
     st.stop()
-flt = Q.PairFilter(disagreements_only=disagree, annotator=annotator, run_id=run_id, step=step,
+flt = Q.PairFilter(disagreements_only=disagree, annotator=annotator, kind=kind, run_id=run_id, step=step,
                    dataset=dataset, subset=subset, search=search.strip())
 where, params = flt.where()
 page = st.number_input("Page", min_value=1, value=1, step=1, key="pb_page")

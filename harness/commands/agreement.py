@@ -1,6 +1,11 @@
 """`harness agreement`: every annotator against a reference, per dataset subset, plus position and
 length bias and human-human reliability. Definitions: harness/evaluation/agreement.py.
 Stores an `agreement` result (all tables) for the dashboards.
+
+`--gold TASK` (a verifiable task): every annotator against the task's gold scorer instead, on pairs
+of a policy's own samples of the task's split (harness/evaluation/gold_pairs.py): accuracy vs gold,
+position consistency, P(first), P(longer) next to gold's own, and the simulated human-human
+ceiling, one table (harness/evaluation/gold_agreement.py), stored as a `gold_agreement` result.
 """
 from __future__ import annotations
 
@@ -16,13 +21,93 @@ def add_arguments(p):
                    help="NAME (an annotator), human-majority, gold, or auto (default: gold where a ':gold' "
                         "annotator exists, else human-majority)")
     p.add_argument("--dataset", default=None, help="only this dataset (default: every dataset in the store)")
-    p.add_argument("--annotators", nargs="+", default=None, help="only rows for these annotators")
+    p.add_argument("--annotators", nargs="+", default=None,
+                   help="only rows for these annotators; with --gold: the annotators to measure (default: "
+                        "every local LLM judge config, rule:shorter, rule:longer, rule:bleu, sim-rater-*; add "
+                        "rm:<run> or http-openai by name)")
     p.add_argument("--unparsed", choices=("wrong", "tie", "drop"), default="wrong",
                    help="unparsed verdicts: count as wrong (default), read as tie (PandaLM's script), or drop")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-len-diff", type=float, default=30, help="characters; shorter differences are not "
                                                                     "counted in p_longer")
+    g = p.add_argument_group("annotators vs gold (--gold TASK)")
+    g.add_argument("--gold", default=None, metavar="TASK",
+                   help="score every annotator against the gold scorer of this verifiable task")
+    g.add_argument("--split", default="eval", choices=("train", "eval"), help="prompts split (default eval)")
+    g.add_argument("--policy", default=None, help="model or run whose samples are paired (default: the embedded "
+                                                  "smollm2-135m-instruct)")
+    g.add_argument("--samples", type=int, default=None, help="samples per prompt (default 4)")
+    g.add_argument("--pairs-per-prompt", type=int, default=None,
+                   help="a seeded subset of this many pairs per prompt (default: all samples-choose-2)")
+    g.add_argument("--max-new-tokens", type=int, default=None, help="tokens per sample (default 64)")
+    g.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 1.0)")
+    g.add_argument("--limit", type=int, default=None, help="only the first N prompts of the split")
+
+
+def default_gold_annotators() -> list[str]:
+    """Every local LLM judge config (each mode / template), the three rules, the simulated raters.
+    An HTTP judge needs a server and a reward model a run: both only when named."""
+    from judges.registry import config_names, config_path, read_judge_config
+
+    llm, sim = [], []
+    for name in config_names():
+        data = read_judge_config(config_path(name))
+        kind = data.get("kind", "llm")
+        if kind == "llm" and data.get("backend", "transformers") == "transformers":
+            llm.append(name)
+        elif kind == "simulated_human":
+            sim.append(name)
+    return llm + ["rule:shorter", "rule:longer", "rule:bleu"] + sim
+
+
+GOLD_SHOWN = ["annotator", "kind", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "tie_share",
+              "unparsed", "accuracy_no_ties", "consistency", "p_first", "n_longer", "p_longer", "gold_p_longer"]
+
+
+def run_gold(args, store) -> int:
+    import time
+
+    from ..evaluation import gold_pairs as gp
+    from ..evaluation.frames import to_records
+    from ..evaluation.gold_agreement import gold_result, gold_table
+    from ..models import pick_device
+
+    t0 = time.perf_counter()
+    stats: dict = {}
+    pairs = gp.policy_pairs(args.gold, args.split, store, model=args.policy or gp.DEFAULT_POLICY,
+                            samples_per_prompt=args.samples or gp.SAMPLES_PER_PROMPT,
+                            max_new_tokens=args.max_new_tokens or gp.MAX_NEW_TOKENS,
+                            temperature=gp.TEMPERATURE if args.temperature is None else args.temperature,
+                            seed=args.seed, limit=args.limit, pairs_per_prompt=args.pairs_per_prompt,
+                            home=args.home, progress=args.format != "json", stats=stats)
+    t_pairs = time.perf_counter() - t0
+    annotators = args.annotators or default_gold_annotators()
+    table = gold_table(store, args.gold, pairs, annotators, home=args.home, device=str(pick_device("auto")),
+                       progress=args.format != "json", n_boot=args.n_boot, seed=args.seed)
+    wall = time.perf_counter() - t0
+    result = gold_result(args.gold, args.split, annotators, table, stats, len(pairs), wall_s=round(wall, 1),
+                         pairs_wall_s=round(t_pairs, 1), pair_ids=[p.pair_id for p in pairs])
+    result_id = store.add_result("gold_agreement", result, name=f"gold_agreement:{args.gold}:{args.split}",
+                                 task=args.gold, judge=",".join(annotators), baseline="gold")
+    if args.format == "json":
+        emit({"result_id": result_id, **result}, "json")
+        return 0
+    share = stats["gold_share"]["decided"]
+    print(f"{len(pairs)} pairs of {stats['policy']} samples ({stats['n_prompts']} {args.split} prompts x "
+          f"{stats['samples_per_prompt']}, T={stats['temperature']}, {stats['max_new_tokens']} new tokens; "
+          f"{stats['n_identical']} identical pairs dropped); gold decides {share['count']}/{share['n']} = "
+          f"{share['value']:.2f} (95% Wilson CI [{share['ci_low']:.2f}, {share['ci_high']:.2f}])")
+    shown = table[table["status"] == "measured"]
+    emit(to_records(shown[GOLD_SHOWN]), "table",
+         title="annotators vs gold: accuracy = P(combined verdict == gold) on gold-decided pairs (n; ties and "
+               "unparsed count wrong) with 95% Wilson CI (ceiling row: bootstrap); tie_share, accuracy_no_ties, "
+               "consistency, p_first, p_longer are proportions (0-1); p_longer vs gold_p_longer on the same n_longer "
+               "pairs; CIs of every column in --format json or the dashboard")
+    for _, r in table[table["status"] != "measured"].iterrows():
+        print(f"  {r['annotator']}: {r['status']}")
+    print(f"\nstored result #{result_id} (kind gold_agreement); wall {wall:.0f} s (pairs {t_pairs:.0f} s)")
+    return 0
 
 
 def run(args) -> int:
@@ -30,6 +115,8 @@ def run(args) -> int:
     from ..evaluation.reports import agreement_report
 
     store = Store(args.home)
+    if args.gold:
+        return run_gold(args, store)
     labels = label_frame(store, dataset=args.dataset)
     if labels.empty:
         where = f" of dataset {args.dataset!r}" if args.dataset else ""

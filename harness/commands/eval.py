@@ -3,6 +3,7 @@
     harness eval --policy RUN_ID|MODEL|outputs.jsonl --baseline initial|RUN_ID|MODEL|outputs.jsonl|reference
                  --judge NAME [--task T] [--n N] [--temperature 0] [--max-new-tokens 64]
     harness eval --head-to-head RUN RUN [RUN ...] | --group GROUP   --judge NAME [...]
+    harness eval ... --judge gold     (a verifiable task's gold scorer: harness/evaluation/gold_eval.py)
 
 Each side answers every prompt once (greedy by default, sampled with --temperature > 0); the
 judge sees every pair in both orders (AB and BA), and the combined verdict scores the policy
@@ -12,7 +13,9 @@ bootstrap 95% CI over prompts, a one-line verdict (harness/evaluation/verdicts.p
 controlled win rate with its CI or "not identified", and the judge's validity card. The pairs and
 labels go to the store (policy_a = policy, policy_b = baseline) and the summary is a `winrate`
 result. `--head-to-head` compares every pair of the given runs on the same prompts (each run
-answers once) and stores one `head_to_head` result.
+answers once) and stores one `head_to_head` result. With `--judge gold` (the gold scorer of the
+task, no validity card: it is the truth by construction) each result also carries `gold`: the
+mean gold score and constraint-satisfaction rate of each side, with CIs.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Sequence
 
 from ..config import ConfigError, JudgeRef, ModelConfig, SamplingConfig
 from ..data import json_lines
+from ..evaluation import gold_eval
 from ..evaluation.verdicts import CI_METHOD
 from ..records import prompt_text
 from ..report import emit
@@ -209,6 +213,8 @@ def _card(store: Store, judge, home) -> tuple[dict, str]:
     """The judge's validity card (computed once per annotator version, then read back) and its line."""
     from ..evaluation.validity import card_line, judge_card
 
+    if gold_eval.is_gold(judge):  # the truth by construction: PandaLM/LLMBar pairs are not its prompts
+        return gold_eval.gold_card(judge)
     card = judge_card(store, judge, home)
     return card, card_line(card)
 
@@ -231,15 +237,18 @@ def evaluate(store: Store, policy: str, baseline: str = "initial", judge: str | 
     base = resolve_policy(baseline, store, pol)
     task_name = task or pol.task or base.task or "quickstart"
     t, rows = _prompts(task_name, split, n)
+    # before any sampling: `--judge gold` on a task without constraints fails at once
+    ref = gold_eval.resolve_ref(judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge), task_name)
     sampling = sampling or SamplingConfig(temperature=0.0, max_new_tokens=64)
     data_cfg = DataConfig(task=task_name)
     pol_out = _answers(pol, rows, sampling, data_cfg, home, t.spec.system, seed, cache, split)
     base_out = list(baseline_outputs) if baseline_outputs is not None else \
         _answers(base, rows, sampling, data_cfg, home, t.spec.system, seed, cache, split)
-    ref = judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge)
     j = load_judge(ref, home, str(pick_device("auto")), rubric=t.rubric)
     result = judge_outputs(store, j, rows, pol_out, base_out, pol.name, base.name, task_name, pol.run_id, orders,
                            seed=seed)
+    if gold_eval.is_gold(j):
+        result["gold"] = gold_eval.gold_figures(j, rows, pol_out, base_out, seed=seed)
     result.update(split=split, sampling={"temperature": sampling.temperature, "top_p": sampling.top_p,
                                          "max_new_tokens": sampling.max_new_tokens}, instruction=ref.instruction)
     if validity:
@@ -279,11 +288,11 @@ def head_to_head(store: Store, run_ids: Sequence[str], judge: str | JudgeRef = "
         raise ConfigError(f"head-to-head: the policies were trained on different tasks {sorted(tasks)}; give --task")
     task_name = task or (tasks.pop() if tasks else "quickstart")
     t, rows = _prompts(task_name, split, n)
+    ref = gold_eval.resolve_ref(judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge), task_name)
     sampling = sampling or SamplingConfig(temperature=0.0, max_new_tokens=64)
     data_cfg = DataConfig(task=task_name)
     cache = {} if cache is None else cache
     outs = [_answers(s, rows, sampling, data_cfg, home, t.spec.system, seed, cache, split) for s in specs]
-    ref = judge if isinstance(judge, JudgeRef) else JudgeRef(name=judge)
     j = load_judge(ref, home, str(pick_device("auto")), rubric=t.rubric)
     table = []
     for a in range(len(specs)):
@@ -291,6 +300,8 @@ def head_to_head(store: Store, run_ids: Sequence[str], judge: str | JudgeRef = "
             res = judge_outputs(store, j, rows, outs[a], outs[b], specs[a].name, specs[b].name, task_name,
                                 None, orders, seed=seed)
             res["verdict"] = f"{specs[a].name}: " + verdict_line(res, specs[b].name)
+            if gold_eval.is_gold(j):
+                res["gold"] = gold_eval.gold_figures(j, rows, outs[a], outs[b], seed=seed)
             table.append(res)
     result = {"task": task_name, "split": split, "judge": j.annotator.id, "judge_version": j.annotator.version,
               "instruction": ref.instruction, "policies": [s.name for s in specs], "n_prompts": len(rows),
@@ -337,7 +348,8 @@ def add_arguments(p):
     p.add_argument("--head-to-head", nargs="+", default=None, metavar="RUN",
                    help="compare every pair of these policies (run ids, models, outputs files) with each other")
     p.add_argument("--group", default=None, help="head-to-head between the finished policy runs of this group")
-    p.add_argument("--judge", default="smollm2-logprob", help="judge name (judges/configs/<name>.yaml, rule:..., rm:...)")
+    p.add_argument("--judge", default="smollm2-logprob", help="judge name (judges/configs/<name>.yaml, rule:..., rm:..., "
+                                                              "gold:<task>, or gold: the task's gold scorer)")
     p.add_argument("--instruction", default=None, help="annotator instruction for an LLM judge")
     p.add_argument("--task", default=None, help="task whose prompts to use (default: the policy run's task)")
     p.add_argument("--split", default="eval", choices=("train", "eval"))
@@ -374,6 +386,7 @@ def run(args) -> int:
         print_winrates(res["rows"], [r["baseline"] for r in res["rows"]], lead="policy",
                        title=f"head-to-head on {res['task']} ({res['split']}), judge {res['judge']}: "
                              "win rate of policy over baseline")
+        gold_eval.print_gold(res["rows"])
         print(res["judge_card_line"])
         return 0
     result = evaluate(store, args.policy, args.baseline, ref, task=args.task, split=args.split, n=args.n,
@@ -387,5 +400,6 @@ def run(args) -> int:
     print(f"mean chars policy {result['mean_chars_policy']:.0f} vs baseline {result['mean_chars_baseline']:.0f}; "
           f"on these pairs: P(first shown preferred) {result['p_first']:.2f}, both orders agree "
           f"{result['consistency']:.2f}")
+    gold_eval.print_gold([result])
     print(result["judge_card_line"])
     return 0

@@ -14,6 +14,17 @@ graded by its own annotator measures how well it learnt that annotator, not how 
 `--eval-judge` overrides it; the summary says whether the judge that graded was held out.
 Runs share a group name; a run already done in that group is reused, an unfinished one resumed.
 The summary is stored as a `controllability` result.
+
+Before any training, it measures each annotator's controllability on FIXED pairs
+(harness/evaluation/controllability.py): how far its verdicts move toward the property an
+instruction names (flip_toward / flip_away with Wilson CIs, net shift with a paired bootstrap CI).
+Measured: the config's judge with each --instructions entry that names a registered property, and
+each --judges entry with --measure-instructions (default: the registry's DEFAULT_PROPERTIES); an
+annotator that takes no instruction (rule:shorter, ...) is measured as itself, the negative
+control. Fixed pairs: --pairs FILE (json lines {prompt, response_a, response_b}); else, for a
+verifiable task, its policy pairs (harness/evaluation/gold_pairs.py::policy_pairs on the eval
+prompts); else the eval pairs already in the store (`harness eval` writes them; the task's first). The table is
+printed and stored as a `controllability_fixed` result; `--no-train` stops there.
 """
 from __future__ import annotations
 
@@ -24,7 +35,12 @@ import json
 import math
 import re
 
+import sys
+from pathlib import Path
+
 from ..config import JudgeRef, SamplingConfig, load_config
+from ..evaluation.controllability import DEFAULT_PROPERTIES
+from ..evaluation.controllability import table as fixed_table
 from ..report import emit
 from ..store import Store
 
@@ -41,7 +57,7 @@ def variants(cfg, instructions: list[str] | None, judges: list[str] | None) -> l
         raise ValueError("study controllability: give --instructions or --judges (one of them)")
     out = []
     if instructions:
-        if cfg.judge.name.startswith(("rule:", "rm:")):
+        if cfg.judge.name.startswith(("rule:", "rm:")) and not cfg.judge.name.startswith("rule:instructed"):
             raise ValueError(f"study controllability: judge {cfg.judge.name} takes no instruction; "
                              "use an LLM judge in the config, or --judges")
         for text in instructions:
@@ -123,17 +139,153 @@ def _has_references(task: str) -> bool:
     return bool(rows) and all(r.get("reference") for r in rows)
 
 
+# -- fixed-pair controllability, before any training (harness/evaluation/controllability.py) -------
+def read_pairs_file(path) -> list:
+    """A json-lines file of {prompt, response_a, response_b} (+ optional id, reference) -> Pairs."""
+    from ..data import DataError, json_lines
+    from ..records import Pair
+
+    out = []
+    for n, rec in json_lines(Path(path)):
+        for f in ("prompt", "response_a", "response_b"):
+            if not isinstance(rec.get(f), str):
+                raise DataError(f"{path}: line {n}: field '{f}': expected a string")
+        out.append(Pair(prompt=rec["prompt"], response_a=rec["response_a"], response_b=rec["response_b"],
+                        source=f"file:{Path(path).name}", dataset=rec.get("dataset"), record_id=rec.get("id"),
+                        reference=rec.get("reference")))
+    if not out:
+        raise DataError(f"{path}: no pairs (expected json lines with prompt, response_a, response_b)")
+    return out
+
+
+def fixed_pairs(store: Store, task: str, pairs_file: str | None = None, n: int | None = None) -> tuple[list, str]:
+    """(pairs, where they came from): --pairs FILE; else, for a verifiable task, the policy samples of
+    its eval prompts (harness/evaluation/gold_pairs.py, sampled once and stored); else the eval pairs
+    in the store (the task's first, else any run's). Pairs with two identical responses are dropped:
+    no property tells them apart."""
+    from ..tasks import load_task
+
+    if pairs_file:
+        pairs, source = read_pairs_file(pairs_file), f"file {pairs_file}"
+    elif load_task(task).gold_rows():
+        from ..evaluation.gold_pairs import DEFAULT_POLICY, policy_pairs
+
+        pairs = policy_pairs(task, "eval", store, home=store.home, progress=False)
+        source = f"{DEFAULT_POLICY} samples of task {task}'s eval prompts (gold_pairs.policy_pairs)"
+    else:
+        source = f"eval pairs of task {task} in the store"
+        df = store.pairs_df("source = ? AND dataset = ?", ("eval", task))
+        if df.empty:
+            source, df = "eval pairs of any task in the store", store.pairs_df("source = ?", ("eval",))
+        pairs = store.get_pairs(list(dict.fromkeys(df["pair_id"]))) if not df.empty else []
+    pairs = list({p.pair_id: p for p in pairs if p.response_a != p.response_b}.values())
+    return (pairs[:n] if n else pairs), source
+
+
+def fixed_plan(cfg, instructions, judges, measure_instructions) -> tuple[list[tuple], list[str]]:
+    """[(JudgeRef, [(property, instruction text)])] to measure, and notes on what cannot be measured."""
+    from dataclasses import replace
+
+    from ..evaluation.controllability import DEFAULT_PROPERTIES, PROPERTIES, find, resolve
+
+    plan, notes = [], []
+    if instructions:
+        asks = []
+        for text in instructions:
+            if text.strip().lower() in NO_INSTRUCTION:
+                continue
+            name = find(text)
+            if name is None:
+                notes.append(f"instruction {text!r}: no property test for it, not measured on fixed pairs")
+            else:
+                asks.append((name, text))  # the very text the training arm gives its annotator
+        if asks:
+            plan.append((replace(cfg.judge, instruction=None), asks))
+    for j in judges or []:
+        texts = measure_instructions or list(DEFAULT_PROPERTIES)
+        asks = []
+        for t in texts:
+            name = resolve(t)  # asked for explicitly: an unknown one is an error naming the known ones
+            asks.append((name, PROPERTIES[name].instruction if t.strip().casefold() == name.casefold() else t))
+        plan.append((replace(cfg.judge, name=j, instruction=None), asks))
+    return plan, notes
+
+
+def judge_for_ref(ref, home, rubric):
+    """judge_for(instruction) for `ref`: the annotator told `instruction`; one that takes no
+    instruction (rule:shorter, a reward model, ...) is returned as itself: the negative control."""
+    from dataclasses import replace
+
+    from judges import load_judge
+
+    from ..config import ConfigError
+
+    base = load_judge(ref, home, rubric=rubric)
+
+    def judge_for(instruction):
+        if instruction is None:
+            return base
+        try:
+            return load_judge(replace(ref, instruction=instruction), home, rubric=rubric)
+        except ConfigError as e:
+            if "takes no instruction" not in str(e):  # the refusal every judge kind words this way
+                raise
+            return base
+
+    return judge_for
+
+
+def run_fixed(store: Store, cfg, instructions, judges, measure_instructions, pairs_file, fixed_n,
+              group: str) -> tuple[dict | None, list[str]]:
+    """Measure and store `controllability_fixed`; (result or None when nothing could be measured, notes)."""
+    import time
+
+    from ..evaluation import controllability as C
+
+    plan, notes = fixed_plan(cfg, instructions, judges, measure_instructions)
+    if not plan:
+        return None, notes + ["fixed-pair controllability: no annotator with a measurable instruction"]
+    pairs, source = fixed_pairs(store, cfg.data.task, pairs_file, fixed_n)
+    if not pairs:
+        return None, notes + ["fixed-pair controllability not measured: no fixed pairs (give --pairs FILE, or "
+                              "run `harness eval` first so the store holds eval pairs)"]
+    from ..tasks import load_task
+
+    rubric = getattr(load_task(cfg.data.task), "rubric", None)
+    rows, timing = [], []
+    for ref, asks in plan:
+        t = time.perf_counter()
+        rows += C.measure(pairs, judge_for_ref(ref, store.home, rubric), asks, store)
+        timing.append({"annotator": ref.name, "wall_s": time.perf_counter() - t, "n_labelings": 1 + len(asks)})
+    result = {"group": group, "task": cfg.data.task, "pairs_source": source, "n_pairs": len(pairs),
+              "estimators": C.note(), "rows": rows, "timing": timing, "notes": notes}
+    result["result_id"] = store.add_result(C.KIND, result, name=group, task=cfg.data.task,
+                                           judge=", ".join(dict.fromkeys(r["annotator"] for r in rows)))
+    return result, notes
+
+
 def run_study(store: Store, config: str, overrides: list[str], instructions=None, judges=None,
               group: str | None = None, eval_judge: str | None = None, eval_n: int | None = None,
               eval_max_new_tokens: int | None = None, evaluate_arms: bool = True, quiet: bool = True,
-              eval_temperature: float = 0.0) -> dict:
+              eval_temperature: float = 0.0, measure_instructions=None, pairs_file: str | None = None,
+              fixed_n: int | None = None, fixed: bool = True, train: bool = True) -> dict:
     from .eval import evaluate
 
     cfg = load_config(config, overrides)
-    if cfg.algo != "oaif":
-        raise ValueError(f"{config}: algo: the controllability study trains OAIF runs, not {cfg.algo!r}")
-    arms = variants(cfg, instructions, judges)
-    group = group or f"ctl-{cfg.name or 'oaif'}-{_slug('-'.join(a['slug'] for a in arms))}"
+    if train:
+        if cfg.algo != "oaif":
+            raise ValueError(f"{config}: algo: the controllability study trains OAIF runs, not {cfg.algo!r}")
+        arms = variants(cfg, instructions, judges)
+        slugs = [a["slug"] for a in arms]
+    else:
+        if not (instructions or judges):
+            raise ValueError("study controllability: give --instructions and/or --judges")
+        arms, slugs = [], [_slug(x) for x in (instructions or []) + (judges or [])]
+    group = group or f"ctl-{cfg.name or 'oaif'}-{_slug('-'.join(slugs))}"
+    fixed_result, notes = (run_fixed(store, cfg, instructions, judges, measure_instructions, pairs_file, fixed_n,
+                                     group) if fixed else (None, []))
+    if not train:
+        return {"group": group, "task": cfg.data.task, "fixed": fixed_result, "fixed_notes": notes, "arms": None}
     neutral, held_out = (None, None)
     if evaluate_arms:
         neutral, held_out = held_out_judge([a["judge"] for a in arms], _has_references(cfg.data.task), eval_judge)
@@ -164,10 +316,10 @@ def run_study(store: Store, config: str, overrides: list[str], instructions=None
               "eval_judge": neutral, "eval_judge_held_out": held_out,
               "eval_judge_trained": sorted({a["label"] for a in arms if a["judge"] == neutral}), "eval_n": eval_n,
               "eval_sampling": {"temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens},
-              "arms": out_arms}
+              "arms": out_arms, "fixed_result_id": fixed_result["result_id"] if fixed_result else None}
     result["result_id"] = store.add_result("controllability", result, name=group, task=cfg.data.task,
                                            judge=neutral, baseline="initial")
-    return result
+    return {**result, "fixed": fixed_result, "fixed_notes": notes}
 
 
 # -- CLI ----------------------------------------------------------------------------------------
@@ -187,6 +339,14 @@ def add_arguments(p):
     p.add_argument("--eval-temperature", type=float, default=0.0, help="0: greedy answers (default)")
     p.add_argument("--no-eval", action="store_true", help="skip the final win rates")
     p.add_argument("--verbose", action="store_true", help="show each run's training output")
+    p.add_argument("--measure-instructions", nargs="+", default=None,
+                   help="instructions (property names or texts) each --judges annotator is measured with on fixed "
+                        "pairs (default: " + ", ".join(DEFAULT_PROPERTIES) + ")")
+    p.add_argument("--pairs", default=None, help="fixed pairs: json lines {prompt, response_a, response_b} "
+                                                 "(default: the eval pairs in the store)")
+    p.add_argument("--fixed-n", type=int, default=None, help="only the first N fixed pairs")
+    p.add_argument("--no-fixed", action="store_true", help="skip the fixed-pair measurement")
+    p.add_argument("--no-train", action="store_true", help="only the fixed-pair measurement")
 
 
 def judge_sentence(result: dict) -> str:
@@ -204,9 +364,23 @@ def run(args) -> int:
     store = Store(args.home)
     result = run_study(store, args.config, args.overrides, args.instructions, args.judges, args.group,
                        args.eval_judge, args.eval_n, args.eval_max_new_tokens, not args.no_eval,
-                       quiet=not args.verbose, eval_temperature=args.eval_temperature)
+                       quiet=not args.verbose, eval_temperature=args.eval_temperature,
+                       measure_instructions=args.measure_instructions, pairs_file=args.pairs,
+                       fixed_n=args.fixed_n, fixed=not args.no_fixed, train=not args.no_train)
+    for line in result.get("fixed_notes") or []:
+        print(f"note: {line}", file=sys.stderr)
     if args.format == "json":
         emit(result, "json")
+        return 0
+    fixed = result.get("fixed")
+    if fixed:
+        emit(fixed_table(fixed["rows"]), "table",
+             title=f"controllability on fixed pairs, before training (n_pairs={fixed['n_pairs']}, "
+                   f"{fixed['pairs_source']}; result #{fixed['result_id']})")
+        print(fixed["estimators"])
+        print("wall time: " + ", ".join(f"{t['annotator']} {t['wall_s']:.1f} s" for t in fixed["timing"]))
+        print()
+    if result["arms"] is None:
         return 0
     arms = result["arms"]
     summary = []

@@ -3,7 +3,8 @@
 Input: a long label frame, one row per label (see `frames.label_frame`), with columns
   item         what was judged: the source record (e.g. 'pandalm:17') or the pair_id
   annotator    display name (annotator id, or 'id@version' when one id has several versions)
-  kind         human | llm | reward_model | rule
+  kind         human | simulated-human | llm | reward_model | rule ('human-majority' and the
+               human tables below read kind 'human' only unless given other `kinds`)
   verdict      canonical: 'A' (response_a better), 'B', 'tie', 'unparsed'
   shown_order  'AB' (response_a shown first) or 'BA'
   optional: p_a, dataset, subset, len_a, len_b (characters), order_known (bool), label_id.
@@ -70,6 +71,8 @@ verdicts (parsed, combined per human):
   fleiss_kappa       over the items rated by the most common number m >= 2 of humans (n_fleiss)
   krippendorff_alpha nominal, over all items with >= 2 human ratings
   pairwise kappa     Cohen's kappa for each two humans on the items both rated
+  `kinds` (default ("human",)) names the panel: kinds=("simulated-human",) computes the same figures
+  for the simulated raters of judges/simulated.py (the simulated human-human ceiling).
 """
 from __future__ import annotations
 
@@ -374,9 +377,11 @@ def _mode_credit(counts: np.ndarray, verdict_idx: np.ndarray) -> np.ndarray:
 
 
 def human_loo_agreement(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int = DEFAULT_N_BOOT,
-                        seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+                        seed: int = 0, ci: float = 0.95, kinds: Sequence[str] = ("human",)) -> pd.DataFrame:
     """alpaca_eval-style leave-one-out agreement of every annotator with the humans (module docs).
 
+    `kinds`: the annotator kinds that form the panel (default the humans; ("simulated-human",) for
+    the simulated raters of judges/simulated.py, measured the same way).
     Columns: dataset, subset, annotator, kind, n_items, loo_agreement, ci_low, ci_high.
     """
     items = _with_all(per_item_verdicts(frame, unparsed))
@@ -384,14 +389,14 @@ def human_loo_agreement(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: in
     col = {v: i for i, v in enumerate(CATS)}
     rows = []
     for (ds, sub), g in items.groupby(["dataset", "subset"], sort=True):
-        hum = g[(g["kind"] == "human") & g["verdict"].isin(CATS)]
+        hum = g[g["kind"].isin(kinds) & g["verdict"].isin(CATS)]
         counts = hum.groupby(["item", "verdict"]).size().unstack(fill_value=0).reindex(columns=list(CATS), fill_value=0)
         multi = counts[counts.sum(axis=1) >= 2]
         if multi.empty:
             continue
         humans_by_item = hum[hum["item"].isin(multi.index)].groupby("item")["verdict"].apply(list)
         for ann, d in g[g["item"].isin(multi.index)].groupby("annotator", sort=True):
-            is_human = (d["kind"] == "human").all()
+            is_human = d["kind"].isin(kinds).all()
             credits = []
             for item, verdict in zip(d["item"], d["verdict"]):
                 c = multi.loc[item].to_numpy(dtype=float)
@@ -441,20 +446,23 @@ def pairwise_kappa(frame: pd.DataFrame, unparsed: str = "wrong", kinds: Sequence
 
 
 def human_reliability(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                      ci: float = 0.95) -> pd.DataFrame:
+                      ci: float = 0.95, kinds: Sequence[str] = ("human",)) -> pd.DataFrame:
     """Per group with >= 2 humans on some item: ceiling (LOO, alpaca_eval), Fleiss' kappa, Krippendorff's alpha.
+
+    `kinds`: which annotators count as the raters (default the humans only; ("simulated-human",)
+    gives the simulated human-human ceiling; n_humans then counts those raters).
 
     Columns: dataset, subset, n_humans, n_items, ceiling, ceiling_ci_low, ceiling_ci_high, n_fleiss,
     raters_fleiss, fleiss_kappa, krippendorff_alpha, pairwise_kappa_mean.
     """
     cols = ["dataset", "subset", "n_humans", "n_items", "ceiling", "ceiling_ci_low", "ceiling_ci_high", "n_fleiss",
             "raters_fleiss", "fleiss_kappa", "krippendorff_alpha", "pairwise_kappa_mean"]
-    pk = pairwise_kappa(frame, unparsed)
+    pk = pairwise_kappa(frame, unparsed, kinds)
     items = _with_all(per_item_verdicts(frame, unparsed))
     col = {v: i for i, v in enumerate(CATS)}
     rows = []
     for (ds, sub), g in items.groupby(["dataset", "subset"], sort=True):
-        hum = g[(g["kind"] == "human") & g["verdict"].isin(CATS)]
+        hum = g[g["kind"].isin(kinds) & g["verdict"].isin(CATS)]
         by_item = hum.groupby("item")["verdict"].apply(list)
         by_item = by_item[by_item.apply(len) >= 2]
         if by_item.empty:

@@ -6,7 +6,10 @@ Required columns:
   label                            A | B | tie | unparsed (case-insensitive): which response is better
 Optional columns:
   annotator          annotator id (default 'generic:<file stem>'); several annotators may share a file
-  annotator_kind     human | llm | reward_model | rule (default human)
+  annotator_kind     human | llm | reward_model | rule (default human). Not simulated-human: those
+                     labels come only from judges/simulated.py (a `kind: simulated_human` judge),
+                     whose version pins the noise parameters and the gold scorer; a file cannot
+                     show that, and real labels marked simulated would leak into the simulated ceiling
   annotator_version  default 'generic'
   shown_order        AB (response_a shown first, default) | BA
   order_known        true | false (default true): whether shown_order is really known
@@ -30,6 +33,8 @@ from harness.records import ANNOTATOR_KINDS, Annotator, Pair
 from .common import Fields, iter_records, make_label
 
 LABELS = {"a": "A", "b": "B", "tie": "tie", "unparsed": "unparsed"}
+NOT_IMPORTED = ("simulated-human",)  # produced by judges/simulated.py only (module docstring)
+IMPORT_KINDS = tuple(k for k in ANNOTATOR_KINDS if k not in NOT_IMPORTED)
 BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
@@ -44,7 +49,12 @@ def read(path: str | Path, **_) -> Iterator:
         if label.strip().lower() not in LABELS:
             raise f.error("label", f"{label!r} is not one of A, B, tie, unparsed")
         verdict = LABELS[label.strip().lower()]
-        kind = f.get("annotator_kind", str, required=False, default="human", choices=ANNOTATOR_KINDS)
+        kind = f.get("annotator_kind", str, required=False, default="human")
+        if kind in NOT_IMPORTED:
+            raise f.error("annotator_kind", f"{kind!r} labels are not imported: they come from a simulated rater "
+                                            "(judges/simulated.py, e.g. `harness judge --judge sim-rater-1`)")
+        if kind not in IMPORT_KINDS:
+            raise f.error("annotator_kind", f"{kind!r} is not one of {', '.join(map(repr, IMPORT_KINDS))}")
         ann_id = f.get("annotator", str, required=False, default=default_annotator)
         version = str(f.get("annotator_version", (str, int), required=False, default="generic"))
         order = f.get("shown_order", str, required=False, default="AB", choices=("AB", "BA"))
