@@ -155,3 +155,22 @@ def test_only_the_gold_scorer_counts_as_gold(vtask):
     sim = Annotator(kind="simulated-human", id="sim-rater-1", version="v", config={"gold": "vtiny:gold"})
     assert not is_gold(SimpleNamespace(annotator=sim))
     assert not is_gold(SimpleNamespace(annotator=Annotator(kind="rule", id="rule:longer", version="1")))
+
+
+def test_oaif_validity_gate_computes_no_card_for_the_gold_judge(vtask, tmp_path, monkeypatch):
+    """The gold scorer answers no PandaLM/LLMBar pair: the gate returns the 'truth by construction'
+    card without computing one (a computed card would be all n/a and store unparsed labels)."""
+    from types import SimpleNamespace
+
+    from harness.commands import train
+    from judges.gold import make_gold_judge
+
+    def no_card(*a, **k):
+        raise AssertionError("judge_card must not run for the gold scorer")
+
+    monkeypatch.setattr(train.validity, "judge_card", no_card)
+    judge = make_gold_judge(str(vtask))
+    acc = SimpleNamespace(is_main_process=True)
+    card = train.validity_gate(SimpleNamespace(algo="oaif"), Store(tmp_path / "h"), "r", SimpleNamespace(judge=judge), acc)
+    assert card["gold"] is True and card["annotator_id"] == "vtiny:gold"
+    assert Store(tmp_path / "h").labels_df().empty

@@ -130,6 +130,13 @@ def validity_gate(cfg, store: Store, run_id: str, source, accelerator) -> dict |
     judge = getattr(source, "judge", None)
     if cfg.algo != "oaif" or judge is None:
         return None
+    from ..evaluation.gold_eval import gold_card, is_gold
+
+    if is_gold(judge):  # the truth by construction: PandaLM/LLMBar pairs are not its prompts (all n/a)
+        card, line = gold_card(judge)
+        if accelerator.is_main_process:
+            print(line)
+        return card
     card, error = None, None
     if accelerator.is_main_process:
         try:
