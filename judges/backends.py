@@ -7,7 +7,8 @@
 Backends never raise for one bad request: a failure becomes `BackendResult(error=...)`, which the
 judge records as an `unparsed` label with the error as raw output (nothing lost, nothing guessed).
 
-- transformers: local model (default the embedded SmolLM2), batched, left-padded.
+- transformers: local model (default the embedded SmolLM2), batched, left-padded; `dtype: auto` loads
+  it with role judge (harness.devices): bf16 only where the CPU/GPU has it natively, else fp32.
 - http: any OpenAI-compatible /chat/completions endpoint (`vllm serve`, llama.cpp, a provider):
   `timeout_s` bounds each WHOLE attempt (not each read: a server trickling bytes is cut off), retries
   with exponential back-off or the server's `Retry-After` (429/503, capped by `max_retry_wait_s`), a
@@ -42,6 +43,16 @@ _MODELS: dict[tuple, tuple] = {}  # one frozen copy per (model, dtype, device, h
 _MODELS_LOCK = threading.Lock()
 
 
+def judge_dtype(dtype: str, device: str, where: str = "judge dtype") -> tuple[str, str]:
+    """(short dtype name, reason) a judge's `dtype` resolves to on `device`: role judge, so `auto` is
+    bf16 only where the device computes it natively (AVX512-BF16/AMX CPUs, most GPUs), else fp32 on CPU."""
+    from harness.devices import SHORT, resolve_dtype
+    from harness.models import pick_device
+
+    resolved, why = resolve_dtype(dtype, pick_device(device), "judge", where=where)
+    return SHORT[resolved], why
+
+
 def _load_frozen(name: str, dtype: str, device: str, home):
     from harness.config import ModelConfig
     from harness.models import load_model
@@ -49,7 +60,8 @@ def _load_frozen(name: str, dtype: str, device: str, home):
     key = (name, dtype, device, str(home))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = load_model(ModelConfig(name=name, dtype=dtype, device=device), home, for_training=False)
+            _MODELS[key] = load_model(ModelConfig(name=name, dtype=dtype, device=device), home, for_training=False,
+                                      role="judge")
         return _MODELS[key]
 
 
@@ -59,8 +71,13 @@ class TransformersBackend:
     def __init__(self, model_name: str, dtype: str, device: str, home=None, model=None, tokenizer=None):
         if model is None:
             model, tokenizer = _load_frozen(model_name, dtype, device, home)
+        from harness.devices import SHORT
+
         self.model, self.tok = model, tokenizer
-        self.device = next(model.parameters()).device
+        param = next(model.parameters())
+        self.device = param.device
+        # what the judge computes in (the resolved `auto`): part of the judge's version (LLMJudge)
+        self.dtype = SHORT.get(param.dtype, str(param.dtype).removeprefix("torch."))
         self._head_w = self._head_b = None
 
     def _head_fp32(self, hidden):
@@ -165,7 +182,9 @@ class VllmBackend:
         from harness.models import resolve_model
 
         self._vllm = vllm
-        self.llm = vllm.LLM(model=resolve_model(model_name, home), dtype={"bf16": "bfloat16", "fp32": "float32"}.get(dtype, dtype),
+        self.dtype, _ = judge_dtype(dtype, "cuda", f"{where} dtype")  # vLLM runs on a GPU
+        self.llm = vllm.LLM(model=resolve_model(model_name, home),
+                            dtype={"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}[self.dtype],
                             gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len, seed=seed)
         self.tok = self.llm.get_tokenizer()
         self.cfg = cfg

@@ -38,7 +38,7 @@ class LLMJudgeConfig:
     description: str = ""
     backend: str = "transformers"  # transformers | http | vllm
     model: str = "smollm2-135m-instruct"  # transformers/vllm: embedded name, hub id or local dir
-    dtype: str = "bf16"  # a frozen judge may run in bf16 on CPU (about 2x faster than fp32 here)
+    dtype: str = "auto"  # auto: bf16 where native (AVX512-BF16/AMX CPU, GPU), else fp32 (bf16 is ~25x slower on AVX2)
     device: str = "auto"
     template: str = "pairwise.txt"  # a file in judges/templates/ (or a path)
     system_prompt: str | None = None  # None: the chat template's own default
@@ -200,6 +200,11 @@ class LLMJudge:
             semantic.pop("vllm")
         if cfg.backend != "http":
             semantic.pop("http")
+        # the RESOLVED dtype (labels made in bf16 and in fp32 never share a cache entry); `auto` that
+        # resolves to bf16 hashes as the explicit bf16 configs did before. An http judge's dtype is not
+        # ours: it keeps the old default, so its version does not move.
+        semantic["dtype"] = getattr(backend, "dtype", None) or (
+            "bf16" if cfg.backend == "http" and cfg.dtype == "auto" else cfg.dtype)
         version = content_hash(semantic, template_text, rubric, n=12)
         ann_id = name
         if mode_overridden:

@@ -88,6 +88,26 @@ def prepare_run(store: Store, cfg, run_id: str | None, group: str | None, accele
     return chosen
 
 
+def record_dtypes(store: Store, run_id: str, config: dict) -> dict:
+    """What `dtype: auto` resolves to on this machine (devices.run_dtypes): one line on stderr, and
+    kept in the run's env.json under "dtypes" (the machine that last started or resumed the run)."""
+    import json
+    import sys
+
+    from .. import devices
+    from ..store import atomic_write_text
+
+    dtypes = devices.run_dtypes(config)
+    m, s = dtypes["model"], dtypes["sampling"]
+    print(f"dtypes: model {m['dtype']} on {m['device']} ({m['reason']}); sampling {s['dtype']} ({s['reason']}); "
+          f"cpu {dtypes['cpu_capability']}, {dtypes['threads']} threads", file=sys.stderr)
+    path = store.run_dir(run_id) / "env.json"
+    with contextlib.suppress(OSError, ValueError):
+        env = json.loads(path.read_text()) if path.exists() else {}
+        atomic_write_text(path, json.dumps({**env, "dtypes": dtypes}, indent=2))
+    return dtypes
+
+
 def execute(cfg, store: Store, run_id: str | None = None, group: str | None = None, accelerator=None):
     """Create (or resume) the run and train it; returns (run_id, final metrics). The CLI, the demo
     and the studies all go through here."""
@@ -105,6 +125,8 @@ def execute(cfg, store: Store, run_id: str | None = None, group: str | None = No
         cfg.model.device = str(accelerator.device)
     try:  # from here on the run exists: any failure marks it failed (never left 'created')
         trainer.seed_everything(cfg.train.seed)  # models built from config (value heads, ...) start the same
+        if accelerator.is_main_process:
+            record_dtypes(store, run_id, cfg.to_dict())
         model, tokenizer = models.load_model(cfg.model, store.home, init_from=resolve_init(store, cfg.init_from),
                                              causal_lm=algo.causal_lm)
         ref = models.make_reference(model, cfg.model) if algo.needs_reference else None
@@ -116,7 +138,9 @@ def execute(cfg, store: Store, run_id: str | None = None, group: str | None = No
             with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
                 store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
         raise
-    if card is not None:
+    if card is not None and card.get("gold"):  # the gold scorer: no card, the reason (gold_eval.gold_card)
+        final = {**final, "judge_validity": card["note"]}
+    elif card is not None:
         final = {**final, "judge_validity": validity.card_line(card), "judge_validity_result_id": card["result_id"],
                  "judge_validity_card": validity.card_rows(card)}
     return run_id, final, accelerator
