@@ -423,3 +423,30 @@ def test_controllability_shows_the_fixed_pair_measurement_above_training(tmp_pat
     drawn = chart_data(at)
     assert sorted(drawn["property"]) == ["lowercase", "shorter"]  # n = 0 is not drawn as a bar
     assert (drawn["ci_low"] <= drawn["flip_toward"]).all() and (drawn["flip_toward"] <= drawn["ci_high"]).all()
+
+
+def test_gold_page_shows_every_annotator_against_gold_and_the_ceiling(tmp_path, monkeypatch):
+    """`harness agreement --gold` as stored (gold_table on pairs of the real verifiable task: each
+    reference against a broken copy of itself): the page draws the table, the accuracy chart and the
+    simulated human-human ceiling with its CI."""
+    from harness.evaluation.gold_agreement import gold_result, gold_table
+    from harness.records import Pair
+    from harness.store import Store
+    from harness.tasks import load_task
+
+    store = Store(tmp_path / "home")
+    rows = load_task("verifiable").prompts("eval")[:12]
+    pairs = [Pair(prompt=r["prompt"], response_a=r["reference"] if i % 2 else "ok",
+                  response_b="ok" if i % 2 else r["reference"], source="test", dataset="verifiable-eval")
+             for i, r in enumerate(rows)]
+    names = ["rule:shorter", "rule:longer", "sim-rater-1", "sim-rater-2", "sim-rater-3"]
+    table = gold_table(store, "verifiable", pairs, names, n_boot=50)
+    store.add_result("gold_agreement", gold_result("verifiable", "eval", names, table, {}, len(pairs)), name="g")
+    monkeypatch.setenv("HARNESS_HOME", str(tmp_path / "home"))
+    at = open_page("gold")
+    shown = at.dataframe[0].value.set_index("annotator")
+    # "ok" is degenerate (under 3 words): gold picks the reference, which is the longer answer
+    assert shown.loc["rule:longer", "accuracy"] == 1.0 and shown.loc["rule:shorter", "accuracy"] == 0.0
+    assert {"sim-rater-1", "sim-rater-2", "sim-rater-3"} <= set(shown.index)
+    assert any("Simulated human-human ceiling" in m.value for m in at.markdown)
+    assert not chart_data(at).empty
