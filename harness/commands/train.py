@@ -125,10 +125,10 @@ def execute(cfg, store: Store, run_id: str | None = None, group: str | None = No
         cfg.model.device = str(accelerator.device)
     try:  # from here on the run exists: any failure marks it failed (never left 'created')
         trainer.seed_everything(cfg.train.seed)  # models built from config (value heads, ...) start the same
-        if accelerator.is_main_process:
-            record_dtypes(store, run_id, cfg.to_dict())
         model, tokenizer = models.load_model(cfg.model, store.home, init_from=resolve_init(store, cfg.init_from),
                                              causal_lm=algo.causal_lm)
+        if accelerator.is_main_process:  # after the load: a model that is not there is the one error shown
+            record_dtypes(store, run_id, cfg.to_dict())
         ref = models.make_reference(model, cfg.model) if algo.needs_reference else None
         source, objective = builder(cfg, store, run_id, model, tokenizer, ref, store.home)
         card = validity_gate(cfg, store, run_id, source, accelerator)
