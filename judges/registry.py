@@ -98,4 +98,9 @@ def load_judge(ref: JudgeRef | str, home=None, device: str | None = None, rubric
     if kind not in JUDGE_KINDS or kind in PREFIXES.values():
         config_kinds = [k for k in JUDGE_KINDS if k not in PREFIXES.values()]
         raise ConfigError(f"{path}: kind: {kind!r} is not one of {', '.join(config_kinds)}")
+    if kind != "llm":  # the config kinds but llm take neither (as the prefix kinds above)
+        if ref.instruction:
+            raise ConfigError(f"{path}: a {kind} judge takes no instruction (only LLM judges do)")
+        if ref.mode:
+            raise ConfigError(f"{path}: a {kind} judge has no mode (only LLM judges do)")
     return _factory(kind)(path.stem, data, path, ref=ref, home=home, device=device, rubric=rubric)

@@ -121,13 +121,8 @@ def build_similarity_judge(name: str, data: dict, path: Path, ref: JudgeRef | No
         raise ConfigError(f"{where} temperature: must be > 0")
     if not 0.0 <= cfg.tie_band < 0.5:
         raise ConfigError(f"{where} tie_band: must be in [0, 0.5)")
-    if ref is not None:
-        if ref.instruction:
-            raise ConfigError(f"{where} a reference_similarity judge takes no instruction (only LLM judges do)")
-        if ref.mode:
-            raise ConfigError(f"{where} a reference_similarity judge has no mode (only LLM judges do)")
-        if ref.both_orders is not None:
-            cfg.both_orders = ref.both_orders
+    if ref is not None and ref.both_orders is not None:  # instruction / mode: refused by registry.load_judge
+        cfg.both_orders = ref.both_orders
     if device is not None and device != "auto":
         cfg.device = device
     return SimilarityJudge(name, cfg, _encoder(cfg.model, cfg.device, where))

@@ -147,13 +147,8 @@ def build_simulated_judge(name: str, data: dict, path: Path, ref: JudgeRef | Non
                           device: str | None = None, rubric: str | None = None) -> SimulatedRater:
     """The `kind: simulated_human` config builder (judges/registry.py); home/device/rubric are unused."""
     cfg = parse_config(data, path)
-    if ref is not None:
-        if ref.instruction:
-            raise ConfigError(f"{path}: a simulated_human rater takes no instruction (only LLM judges do)")
-        if ref.mode:
-            raise ConfigError(f"{path}: a simulated_human rater has no mode (only LLM judges do)")
-        if ref.both_orders is not None:
-            cfg.both_orders = ref.both_orders
+    if ref is not None and ref.both_orders is not None:  # instruction / mode: refused by registry.load_judge
+        cfg.both_orders = ref.both_orders
     try:
         gold = make_gold_judge(cfg.task)
     except (ConfigError, ValueError) as e:

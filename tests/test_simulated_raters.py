@@ -407,3 +407,15 @@ def test_generic_import_never_produces_simulated_human(tmp_path, store):
     with pytest.raises(LabelImportError, match="annotator_kind.*not imported"):
         import_labels(store, "generic", bad)
     assert set(store.query_df("SELECT DISTINCT annotator_kind FROM labels")["annotator_kind"]) == {"human"}
+
+
+def test_a_simulated_rater_takes_no_instruction_and_no_mode():
+    """Refused where every non-LLM config kind is (registry.load_judge), naming the file."""
+    from harness.config import ConfigError, JudgeRef
+    from judges.registry import load_judge
+
+    with pytest.raises(ConfigError, match=r"sim-rater-1.yaml: a simulated_human judge takes no instruction"):
+        load_judge(JudgeRef(name="sim-rater-1", instruction="prefer the shorter response"))
+    with pytest.raises(ConfigError, match="has no mode"):
+        load_judge(JudgeRef(name="sim-rater-1", mode="generate"))
+    assert load_judge(JudgeRef(name="sim-rater-1", both_orders=False)).orders == ("AB",)
