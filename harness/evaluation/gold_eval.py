@@ -25,7 +25,7 @@ import numpy as np
 
 from ..verifiable import degenerate, gold_score, satisfied
 from .bootstrap import bootstrap_mean_ci
-from .validity import WILSON, wilson
+from .validity import proportion
 
 GOLD_NAME = "gold"
 BOOT = "95% percentile bootstrap over prompts"
@@ -64,12 +64,6 @@ def gold_card(judge) -> tuple[dict, str]:
             "gold": True, "note": line}, line
 
 
-def _prop(count: int, n: int, method: str) -> dict:
-    lo, hi = wilson(count, n)
-    return {"value": count / n if n else None, "count": int(count), "n": int(n), "ci_low": lo, "ci_high": hi,
-            "method": f"{method}; CI: {WILSON}"}
-
-
 def side_figures(rows: Sequence[dict], outputs: Sequence[str], n_boot: int = 1000, seed: int = 0) -> dict:
     """Gold score, constraint satisfaction and degenerate rate of one side's answers (module docs).
     `rows`: the gold prompts rows (constraints, topic), one per answer."""
@@ -86,9 +80,9 @@ def side_figures(rows: Sequence[dict], outputs: Sequence[str], n_boot: int = 100
     lo, hi = bootstrap_mean_ci(scores, n_boot=n_boot, seed=seed)
     return {"gold_mean": float(np.mean(scores)) if scores else float("nan"), "gold_ci_low": lo, "gold_ci_high": hi,
             "n": len(scores), "gold_ci_method": BOOT,
-            "satisfied": _prop(sat, items, "(prompt, constraint) items satisfied / items"),
-            "satisfied_valid": _prop(sat_valid, items, "items satisfied by a non-degenerate response / items"),
-            "degenerate": _prop(degen, len(scores), "degenerate responses / prompts"),
+            "satisfied": proportion(sat, items, "(prompt, constraint) items satisfied / items"),
+            "satisfied_valid": proportion(sat_valid, items, "items satisfied by a non-degenerate response / items"),
+            "degenerate": proportion(degen, len(scores), "degenerate responses / prompts"),
             "scores": scores}
 
 
