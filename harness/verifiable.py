@@ -149,19 +149,24 @@ def degenerate(response: str, topic: list[str] | None = None) -> str | None:
     return None
 
 
+def score_parts(response: str, constraints: list[dict], topic: list[str] | None = None) -> tuple[float, str | None, list[bool]]:
+    """(gold score, why degenerate or None, each constraint met) in one pass: 0 for a degenerate
+    response, else 1 + (constraints satisfied) / (constraints)."""
+    why = degenerate(response, topic)
+    met = [satisfied(c, response) for c in constraints]
+    score = 0.0 if why else 1.0 + (sum(met) / len(met) if met else 0.0)
+    return score, why, met
+
+
 def gold_score(response: str, constraints: list[dict], topic: list[str] | None = None) -> float:
     """0 for a degenerate response, else 1 + (constraints satisfied) / (constraints)."""
-    if degenerate(response, topic):
-        return 0.0
-    if not constraints:
-        return 1.0
-    return 1.0 + sum(satisfied(c, response) for c in constraints) / len(constraints)
+    return score_parts(response, constraints, topic)[0]
 
 
 def gold_detail(response: str, constraints: list[dict], topic: list[str] | None = None) -> dict:
     """The score with its parts, for tables and the label's raw output."""
-    return {"score": gold_score(response, constraints, topic), "degenerate": degenerate(response, topic),
-            "satisfied": {c["type"]: satisfied(c, response) for c in constraints}}
+    score, why, met = score_parts(response, constraints, topic)
+    return {"score": score, "degenerate": why, "satisfied": {c["type"]: m for c, m in zip(constraints, met)}}
 
 
 def validate_row(row: dict, where: str) -> None:

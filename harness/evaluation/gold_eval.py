@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..verifiable import degenerate, gold_score, satisfied
+from ..verifiable import score_parts
 from .bootstrap import bootstrap_mean_ci
 from .validity import proportion
 
@@ -69,14 +69,12 @@ def side_figures(rows: Sequence[dict], outputs: Sequence[str], n_boot: int = 100
     `rows`: the gold prompts rows (constraints, topic), one per answer."""
     scores, sat, sat_valid, items, degen = [], 0, 0, 0, 0
     for row, text in zip(rows, outputs):
-        cs, topic = row["constraints"], row["topic"]
-        scores.append(gold_score(text, cs, topic))
-        bad = degenerate(text, topic) is not None
-        degen += bad
-        ok = [satisfied(c, text) for c in cs]
-        items += len(cs)
-        sat += sum(ok)
-        sat_valid += 0 if bad else sum(ok)
+        score, why, met = score_parts(text, row["constraints"], row["topic"])
+        scores.append(score)
+        degen += why is not None
+        items += len(met)
+        sat += sum(met)
+        sat_valid += 0 if why else sum(met)
     lo, hi = bootstrap_mean_ci(scores, n_boot=n_boot, seed=seed)
     return {"gold_mean": float(np.mean(scores)) if scores else float("nan"), "gold_ci_low": lo, "gold_ci_high": hi,
             "n": len(scores), "gold_ci_method": BOOT,
