@@ -234,6 +234,12 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.home / run_id
 
+    def add_environment(self, run_id: str, **facts) -> None:
+        """Merge `facts` into the run's env.json (e.g. the dtypes this machine resolved on start/resume)."""
+        path = self.run_dir(run_id) / "env.json"
+        env = json.loads(path.read_text()) if path.exists() else {}
+        atomic_write_text(path, json.dumps({**env, **facts}, indent=2))
+
     def has_run(self, run_id: str) -> bool:
         return bool(self.query("SELECT 1 FROM runs WHERE run_id=?", (run_id,)))
 

@@ -15,6 +15,19 @@ from harness.records import Annotator, Label, Pair
 from harness.store import SCHEMA_VERSION, Store, StoreError
 
 
+def test_record_dtypes_merges_into_env_json(store, capsys):
+    """train.record_dtypes: what `dtype: auto` resolved to, kept beside the versions (Store.add_environment)."""
+    import json
+
+    from harness.commands.train import record_dtypes
+
+    rid = store.create_run({"algo": "dpo"}, "dpo")
+    out = record_dtypes(store, rid, {"model": {"device": "cpu", "dtype": "auto"}, "sampling": {"dtype": "auto"}})
+    env = json.loads((store.run_dir(rid) / "env.json").read_text())
+    assert "versions" in env and env["dtypes"] == out and env["dtypes"]["model"]["dtype"] == "fp32"
+    assert "dtypes: model fp32 on cpu" in capsys.readouterr().err
+
+
 def test_runs_metrics_and_truncate(store):
     rid = store.create_run({"algo": "dpo", "train": {"steps": 3}}, "dpo", task="hh_harmless", name="x", group="g")
     d = store.run_dir(rid)

@@ -91,20 +91,16 @@ def prepare_run(store: Store, cfg, run_id: str | None, group: str | None, accele
 def record_dtypes(store: Store, run_id: str, config: dict) -> dict:
     """What `dtype: auto` resolves to on this machine (devices.run_dtypes): one line on stderr, and
     kept in the run's env.json under "dtypes" (the machine that last started or resumed the run)."""
-    import json
     import sys
 
     from .. import devices
-    from ..store import atomic_write_text
 
     dtypes = devices.run_dtypes(config)
     m, s = dtypes["model"], dtypes["sampling"]
     print(f"dtypes: model {m['dtype']} on {m['device']} ({m['reason']}); sampling {s['dtype']} ({s['reason']}); "
           f"cpu {dtypes['cpu_capability']}, {dtypes['threads']} threads", file=sys.stderr)
-    path = store.run_dir(run_id) / "env.json"
     with contextlib.suppress(OSError, ValueError):
-        env = json.loads(path.read_text()) if path.exists() else {}
-        atomic_write_text(path, json.dumps({**env, "dtypes": dtypes}, indent=2))
+        store.add_environment(run_id, dtypes=dtypes)
     return dtypes
 
 
