@@ -419,3 +419,42 @@ def test_a_simulated_rater_takes_no_instruction_and_no_mode():
     with pytest.raises(ConfigError, match="has no mode"):
         load_judge(JudgeRef(name="sim-rater-1", mode="generate"))
     assert load_judge(JudgeRef(name="sim-rater-1", both_orders=False)).orders == ("AB",)
+
+
+def test_oaif_gold_metrics_count_agreement_with_gold(task_dir, pairs):
+    """OAIF on a verifiable task logs the annotator's agreement with gold per step (counts that sum
+    over steps to a Wilson CI): a rater with no noise agrees on every decided pair, gold's ties are
+    not counted, and a tie by the annotator on a decided pair counts as wrong."""
+    from harness.algorithms.oaif import gold_metrics
+    from harness.records import Judgement
+    from judges.gold import make_gold_judge
+
+    gold = make_gold_judge(str(task_dir))
+    sample = pairs["eq"][:10] + pairs["tie"][:4]
+    truth = [labs[0].verdict for labs in gold.judge(sample)]
+    assert truth[:10].count("tie") == 0 and truth[10:] == ["tie"] * 4
+    perfect = [Judgement(pair=p, verdict=t, p_a=None, labels=[]) for p, t in zip(sample, truth)]
+    m = gold_metrics(gold, perfect)
+    assert (m["judge/gold_decided"], m["judge/gold_agree"], m["judge/gold_accuracy"]) == (10.0, 10.0, 1.0)
+    # flip 3 decided verdicts, tie 2 more: 5 of 10 right
+    wrong = {0: "flip", 1: "flip", 2: "flip", 3: "tie", 4: "tie"}
+    mixed = [Judgement(pair=p, verdict=({"A": "B", "B": "A"}[t] if wrong.get(i) == "flip" else
+                                        "tie" if wrong.get(i) == "tie" else t), p_a=None, labels=[])
+             for i, (p, t) in enumerate(zip(sample, truth))]
+    m = gold_metrics(gold, mixed)
+    assert (m["judge/gold_decided"], m["judge/gold_agree"], m["judge/gold_accuracy"]) == (10.0, 5.0, 0.5)
+    assert gold_metrics(None, mixed) == {}
+
+
+def test_a_simulated_rater_gets_no_pandalm_card_but_the_reason(task_dir):
+    """PandaLM/LLMBar pairs are not a simulated rater's prompts (every label would be unparsed): the
+    OAIF gate and `harness eval` print why, instead of an all-n/a card that stops training."""
+    from harness.evaluation.gold_eval import task_card
+    from harness.evaluation.validity import card_line
+    from judges.gold import make_gold_judge
+
+    card, line = task_card(rater(task_dir, flip_rate=0.1))
+    assert card["simulated"] and card["annotator_kind"] == "simulated-human"
+    assert "simulated rater of task" in line and "accuracy against gold" in line and card_line(card) == line
+    gold_card, _ = task_card(make_gold_judge(str(task_dir)))
+    assert gold_card["gold"] and "truth by construction" in card_line(gold_card)

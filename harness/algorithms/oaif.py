@@ -130,7 +130,8 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
 class OaifSource:
     """`source.next(step, model, ctx)` for the trainer: sample, label, turn into examples."""
 
-    def __init__(self, cfg, store, run_id: str, sampler, label_fn, prompts: Sequence, task_name: str = ""):
+    def __init__(self, cfg, store, run_id: str, sampler, label_fn, prompts: Sequence, task_name: str = "",
+                 gold=None):
         if not prompts:
             raise ValueError(f"data.task: task {task_name!r} has no training prompts")
         self.cfg, self.store, self.run_id = cfg, store, run_id
@@ -138,6 +139,7 @@ class OaifSource:
         self.judge = getattr(label_fn, "judge", None)
         self.prompts = list(prompts)
         self.task_name = task_name
+        self.gold = gold  # the task's gold judge (verifiable tasks): the annotator is scored against it per step
         self.position = 0  # prompts handed out so far, over all epochs
 
     # -- data order: a fresh seeded permutation per epoch; the state is one integer ----------
@@ -164,6 +166,16 @@ class OaifSource:
 
     # -- one step -------------------------------------------------------------------------
     def next(self, step: int, model, ctx) -> StepData:
+        rows_in, samples, pairs, t_sample = self.sample(step, model, ctx)
+        t1 = time.perf_counter()
+        judgements = self.label(pairs, step)
+        examples, metrics = self.to_examples(judgements, rows_in, samples)
+        metrics.update({"source/sample_s": t_sample, "source/judge_s": time.perf_counter() - t1})
+        return StepData(examples=examples, metrics=metrics, sharded=True)
+
+    def sample(self, step: int, model, ctx) -> tuple[list[dict], list, list[Pair], float]:
+        """This step's prompts (this process's share), two samples each from the current policy, as
+        stored Pairs: (prompt rows, samples, pairs, seconds)."""
         batch = self.take(self.cfg.train.batch_size)
         rank, world = getattr(ctx, "rank", 0), getattr(ctx, "world", 1)
         mine = list(range(len(batch)))[rank::world]  # each process samples and labels its own prompts
@@ -183,24 +195,24 @@ class OaifSource:
                               policy_a=self.run_id, policy_b=self.run_id,
                               meta={"n_tokens": [a.n_tokens, b.n_tokens], "truncated": [a.truncated, b.truncated]}))
         self.store.add_samples(self.run_id, step, rows)
-        t1 = time.perf_counter()
-        judgements = self.label(pairs, step)
-        t_judge = time.perf_counter() - t1
+        return rows_in, samples, pairs, t_sample
+
+    def to_examples(self, judgements: list[Judgement], rows_in: list[dict], samples: list) -> tuple[list[dict], dict]:
+        """Judged pairs -> (preference examples, the step's judge/sample metrics, gold agreement included)."""
         lengths = [((a.n_tokens, len(a.text)), (b.n_tokens, len(b.text))) for a, b in samples]
         truncs = [(a.truncated, b.truncated) for a, b in samples]
         examples, metrics = judgements_to_examples(judgements, lengths, truncs, self.cfg.oaif.tie_policy,
                                                    self.cfg.oaif.missing_eos_penalty,
                                                    prompts=[r["prompt"] for r in rows_in],
                                                    token_ids=[(a.token_ids, b.token_ids) for a, b in samples])
+        metrics.update(gold_metrics(self.gold, judgements))
         flat = [s for pair in samples for s in pair]
         metrics.update({
             "sample/len_mean": sum(s.n_tokens for s in flat) / max(len(flat), 1),
             "sample/words_mean": sum(len(s.text.split()) for s in flat) / max(len(flat), 1),
             "sample/truncated_rate": sum(s.truncated for s in flat) / max(len(flat), 1),
-            "source/sample_s": t_sample,
-            "source/judge_s": t_judge,
         })
-        return StepData(examples=examples, metrics=metrics, sharded=True)
+        return examples, metrics
 
     def label(self, pairs: list[Pair], step: int) -> list[Judgement]:
         """Labels for this step's pairs. Labels this run already stored for this step (an interrupted
@@ -230,6 +242,32 @@ class OaifSource:
                 verdict, p_a, consistent = combine_orders(labs, tie_band)
                 out[p.pair_id] = Judgement(pair=p, verdict=verdict, p_a=p_a, labels=labs, consistent=consistent)
         return out
+
+
+def gold_metrics(gold, judgements: Sequence[Judgement]) -> dict:
+    """The annotator against the task's gold scorer on this step's pairs: `judge/gold_decided` pairs
+    gold decides, `judge/gold_agree` of them with the same verdict (a tie or unparsed verdict counts
+    as wrong, as in harness/evaluation/gold_agreement.py). Counts, so steps sum to a Wilson CI."""
+    if gold is None or not judgements:
+        return {}
+    pairs = [j.pair for j in judgements]
+    truth = [labels[0].verdict for labels in gold.judge(pairs)]
+    decided = [(t, j.verdict) for t, j in zip(truth, judgements) if t in ("A", "B")]
+    agree = sum(t == v for t, v in decided)
+    return {"judge/gold_decided": float(len(decided)), "judge/gold_agree": float(agree),
+            "judge/gold_accuracy": agree / len(decided) if decided else float("nan")}
+
+
+def task_gold(task_name: str, judge):
+    """The gold judge of a verifiable task, or None (no constraints, or the annotator IS the gold scorer)."""
+    from judges.gold import make_gold_judge
+
+    from ..evaluation.gold_eval import is_gold
+    from ..tasks import load_task
+
+    if judge is None or is_gold(judge) or not load_task(task_name).gold_rows():
+        return None
+    return make_gold_judge(task_name)
 
 
 def prompt_row(prompt) -> dict:
@@ -267,6 +305,7 @@ def build(cfg, store, run_id, model, tokenizer, ref, home):
     judge = load_judge(cfg.judge, home, str(pick_device(cfg.model.device)), rubric=getattr(task, "rubric", None))
     label_fn = make_label_fn(judge, store, run_id)
     sampler = make_sampler(cfg.sampling, model, tokenizer, cfg.data, system=task.spec.system)
-    source = OaifSource(cfg, store, run_id, sampler, label_fn, prompts, task_name=cfg.data.task)
+    source = OaifSource(cfg, store, run_id, sampler, label_fn, prompts, task_name=cfg.data.task,
+                        gold=task_gold(cfg.data.task, judge))
     # the task's system prompt reaches the objective as it reached the sampler: same prompt tokens
     return source, PreferenceObjective(objective_config(cfg), system=task.spec.system)

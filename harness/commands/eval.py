@@ -213,8 +213,9 @@ def _card(store: Store, judge, home) -> tuple[dict, str]:
     """The judge's validity card (computed once per annotator version, then read back) and its line."""
     from ..evaluation.validity import card_line, judge_card
 
-    if gold_eval.is_gold(judge):  # the truth by construction: PandaLM/LLMBar pairs are not its prompts
-        return gold_eval.gold_card(judge)
+    own = gold_eval.task_card(judge)  # gold scorer / simulated rater: PandaLM/LLMBar pairs are not its prompts
+    if own is not None:
+        return own
     card = judge_card(store, judge, home)
     return card, card_line(card)
 

@@ -134,7 +134,7 @@ def execute(cfg, store: Store, run_id: str | None = None, group: str | None = No
             with contextlib.suppress(StoreError):  # a full disk: the original error is the one to show
                 store.set_run_status(run_id, "failed", note=f"{type(e).__name__}: {e}"[:500])
         raise
-    if card is not None and card.get("gold"):  # the gold scorer: no card, the reason (gold_eval.gold_card)
+    if card is not None and card.get("note"):  # gold scorer / simulated rater: no card, the reason (gold_eval.task_card)
         final = {**final, "judge_validity": card["note"]}
     elif card is not None:
         final = {**final, "judge_validity": validity.card_line(card), "judge_validity_result_id": card["result_id"],
@@ -150,13 +150,13 @@ def validity_gate(cfg, store: Store, run_id: str, source, accelerator) -> dict |
     judge = getattr(source, "judge", None)
     if cfg.algo != "oaif" or judge is None:
         return None
-    from ..evaluation.gold_eval import gold_card, is_gold
+    from ..evaluation.gold_eval import task_card
 
-    if is_gold(judge):  # the truth by construction: PandaLM/LLMBar pairs are not its prompts (all n/a)
-        card, line = gold_card(judge)
+    own = task_card(judge)  # gold / simulated rater: PandaLM/LLMBar pairs are not its prompts (all n/a)
+    if own is not None:
         if accelerator.is_main_process:
-            print(line)
-        return card
+            print(own[1])
+        return own[0]
     card, error = None, None
     if accelerator.is_main_process:
         try:

@@ -56,6 +56,29 @@ def is_gold(judge) -> bool:
     return ann.kind == "rule" and bool((ann.config or {}).get("gold"))
 
 
+SIMULATED_CARD_LINE = ("judge {id}@{version} is a simulated rater of task {task} (gold + noise, judges/simulated.py): "
+                       "PandaLM/LLMBar pairs are not its prompts, so it has no human-agreement card; its validity "
+                       "is its accuracy against gold (`harness agreement --gold {task}`; OAIF logs it per step as "
+                       "judge/gold_accuracy)")
+
+
+def is_simulated(judge) -> bool:
+    return getattr(getattr(judge, "annotator", None), "kind", None) == "simulated-human"
+
+
+def task_card(judge) -> tuple[dict, str] | None:
+    """What stands in for the PandaLM/LLMBar validity card of a judge that can only answer its own
+    task's prompts (the gold scorer, a simulated rater); None for every other judge."""
+    if is_gold(judge):
+        return gold_card(judge)
+    if is_simulated(judge):
+        ann = judge.annotator
+        line = SIMULATED_CARD_LINE.format(id=ann.id, version=ann.version, task=(ann.config or {}).get("task", "?"))
+        return {"annotator_id": ann.id, "annotator_kind": ann.kind, "annotator_version": ann.version,
+                "simulated": True, "note": line}, line
+    return None
+
+
 def gold_card(judge) -> tuple[dict, str]:
     """What stands in for the validity card of a gold judge: no figures, the reason."""
     ann = judge.annotator

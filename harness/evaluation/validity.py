@@ -267,6 +267,8 @@ def _fmt(fig: dict, label: str) -> str:
 
 def card_line(card: dict) -> str:
     """1-3 lines of text printed beside a win rate / training summary."""
+    if card.get("note"):  # gold scorer / simulated rater: no card, the reason (gold_eval.task_card)
+        return card["note"]
     head = f"judge {card['annotator_id']}@{card['annotator_version']} validity: " + "; ".join(
         _fmt(card.get(k), lab) for k, lab in (("position_consistency", "position consistency"),
                                              ("p_first", "P(first shown)"), ("p_longer", "P(longer)")))
