@@ -178,6 +178,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return _build(tp, value, where)
+    if origin is dict or tp is dict:  # dict[str, X]: a mapping of names to X (plain dict: any mapping)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        inner = typing.get_args(tp)[1] if typing.get_args(tp) else None
+        return {str(k): (v if inner is None else _coerce(v, inner, f"{where}.{k}")) for k, v in value.items()}
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):

@@ -22,7 +22,9 @@ def tiny_model(tmp_path_factory, embedded_path) -> str:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama", embedded_path)
 
 
-def test_demo_prints_verdicts_head_to_head_and_cards(tmp_path, tiny_model, capsys, monkeypatch):
+def test_demo_prints_verdicts_head_to_head_sources_and_cards(tmp_path, tiny_model, capsys, monkeypatch):
+    """The study on the verifiable task: a simulated-human source offline and online, a rule as the
+    'AI' source offline; gold first, then a held-out rule judge; every table and verdict printed."""
     from harness.commands import eval as ev
 
     asked = install_card_stub(monkeypatch)
@@ -30,33 +32,62 @@ def test_demo_prints_verdicts_head_to_head_and_cards(tmp_path, tiny_model, capsy
     real = ev.policy_outputs
     monkeypatch.setattr(ev, "policy_outputs", lambda spec, *a, **k: answered.append(spec.name) or real(spec, *a, **k))
     home = tmp_path / "home"
-    over = [f"base.model.name={tiny_model}", "base.train.steps=1", "base.train.batch_size=2",
-            "base.train.checkpoint_every=0", "base.train.lr=5e-2", "base.sampling.max_new_tokens=8", "annotator=rule:longer",
-            "arms=[offline_dpo, oaif]", "evaluation.judge=rule:shorter", "evaluation.n=4",
-            "evaluation.max_new_tokens=8", "agreement.pandalm=null"]
+    over = [f"base.model.name={tiny_model}", "base.train.steps=1", "base.train.batch_size=4",
+            "base.train.checkpoint_every=0", "base.train.lr=5e-2", "base.sampling.max_new_tokens=8",
+            "sources.ai.annotator=rule:longer", "arms=[offline_human, oaif_human, offline_ai]",
+            "evaluation.judges=[gold, rule:shorter]", "evaluation.n=4", "evaluation.max_new_tokens=8",
+            "agreement.pandalm=null"]
     assert main(["--home", str(home), "demo", str(REPO / "configs" / "demo_cpu.yaml"), *over]) == 0
     out = capsys.readouterr().out
     summary = out[out.index("=== summary"):]
     assert "== each arm vs the initial policy" in summary and "95% percentile bootstrap over prompts" in summary
-    assert "offline_dpo: " in summary and "the initial policy at n=4 (CI [" in summary
-    assert "== head-to-head between the arms" in summary and "oaif at n=4 (CI [" in summary
+    assert "offline_human (gold): " in summary and "the initial policy at n=4 (CI [" in summary
+    assert "oaif_human (rule:shorter): " in summary
+    assert "== head-to-head between the arms" in summary and "offline_ai at n=4 (CI [" in summary
+    assert "== feedback sources against gold" in summary
+    # the simulated rater has no PandaLM card but the reason; the rule 'AI' source and the held-out judge get cards
+    assert "validity card, source human: sim-rater-1: judge sim-rater-1@" in summary and "simulated rater" in summary
+    assert "validity card, source ai: rule:longer: CARD[rule:longer]" in summary
     assert "validity card, evaluation judge rule:shorter: CARD[rule:shorter]" in summary
-    assert "validity card, training annotator rule:longer: CARD[rule:longer]" in summary
-    assert {"rule:shorter", "rule:longer"} <= set(asked)
+    assert "validity card, evaluation judge gold: judge verifiable:gold@" in summary  # the reason, no card
+    assert {"rule:shorter", "rule:longer"} <= set(asked) and "sim-rater-1" not in asked
+    words = summary[summary.index("=== in words"):]
+    assert "policy contrasts resolved (95% CI of the win rate excludes 0.5):" in words
+    assert "feedback sources against gold" in words
 
     store = Store(home)
     [demo] = store.results("demo_summary")
-    rows = demo["result"]["rows"]
-    assert [r["arm"] for r in rows] == ["offline_dpo", "oaif"]
+    res = demo["result"]
+    assert [d["arm"] for d in res["design"]] == ["offline_human", "oaif_human", "offline_ai"]
+    assert [(d["timing"], d["source"]) for d in res["design"]] == [("offline", "human"), ("oaif", "human"),
+                                                                   ("offline", "ai")]
+    rows = res["rows"]
+    assert [(r["arm"], r["judge"]) for r in rows] == [(a, j) for j in ("gold", "rule:shorter")
+                                                      for a in ("offline_human", "oaif_human", "offline_ai")]
     for r in rows:
         assert r["n"] == 4 and r["w/t/l"].count("/") == 2 and r["ci95"].startswith("[")
-        assert r["verdict"].startswith(f"{r['arm']}: ") and "at n=4" in r["verdict"]
-        assert "kl" not in r  # the trainers' `kl` metrics are not one quantity across arms (item 9)
-    [h2h] = store.results("head_to_head")
-    [pair] = h2h["result"]["rows"]
-    assert h2h["result"]["policies"] == [r["run_id"] for r in rows]
-    assert pair["n"] == 4 and pair["wins"] + pair["ties"] + pair["losses"] == 4 and 0 <= pair["n_identical"] <= 4
-    assert demo["result"]["head_to_head"][0]["arm_a"] == "offline_dpo"
-    assert demo["result"]["head_to_head_result_id"] == h2h["result_id"]
-    # the initial policy and each arm answered the eval prompts once (vs-initial and head-to-head share them)
-    assert len(answered) == 3 and sum(n.startswith("initial:") for n in answered) == 1
+        assert r["verdict"].startswith(f"{r['arm']} (") and "at n=4" in r["verdict"]
+        assert ("gold_diff (ci95)" in r) == (r["judge"] == "gold")
+    assert len(res["head_to_head"]) == 6 and {h["judge"] for h in res["head_to_head"]} == {"gold", "rule:shorter"}
+    # the sources' labels vs gold: the sampled-once pairs (human, ai) and the OAIF run's own pairs (human)
+    src = res["sources"]
+    assert [s["source"] for s in src] == ["human", "ai", "human"]
+    for s in src:
+        assert s["n_labelled"] == 4 and 0 <= s["agree"] <= s["n_gold_decided"] <= 4
+        if s["n_gold_decided"]:
+            assert s["ci_low"] <= s["accuracy"] <= s["ci_high"] and "agree with gold on" in s["verdict"]
+    # one sample, both offline sources: the same pairs, labelled twice
+    assert res["pairs"]["human"]["judge/n_pairs"] == res["pairs"]["ai"]["judge/n_pairs"] == 4
+    pairs_runs = [r for r in store.list_runs() if r["algo"] == "sample_pairs"]
+    assert len(pairs_runs) == 1
+    # the OAIF arm logged its annotator's agreement with gold per step
+    oaif_run = res["design"][1]["run_id"]
+    assert "judge/gold_decided" in store.metrics([oaif_run]).columns
+    # the initial policy and each arm answered the eval prompts once (both judges, vs-initial and head-to-head)
+    assert len(answered) == 4 and sum(n.startswith("initial:") for n in answered) == 1
+
+
+def test_an_arm_that_is_not_timing_and_source_is_refused(tmp_path, capsys):
+    assert main(["--home", str(tmp_path), "demo", str(REPO / "configs" / "demo_cpu.yaml"), "arms=[online_human]"]) == 2
+    err = capsys.readouterr().err
+    assert "demo_cpu.yaml:arms: arm 'online_human' is not <timing>_<source>" in err and "sources: human, ai, gold" in err

@@ -197,11 +197,13 @@ class OaifSource:
         self.store.add_samples(self.run_id, step, rows)
         return rows_in, samples, pairs, t_sample
 
-    def to_examples(self, judgements: list[Judgement], rows_in: list[dict], samples: list) -> tuple[list[dict], dict]:
-        """Judged pairs -> (preference examples, the step's judge/sample metrics, gold agreement included)."""
+    def to_examples(self, judgements: list[Judgement], rows_in: list[dict], samples: list,
+                    tie_policy: str | None = None) -> tuple[list[dict], dict]:
+        """Judged pairs -> (preference examples, the step's judge/sample metrics, gold agreement included).
+        `tie_policy`: default the run's `oaif.tie_policy` (the demo labels one sample with several sources)."""
         lengths = [((a.n_tokens, len(a.text)), (b.n_tokens, len(b.text))) for a, b in samples]
         truncs = [(a.truncated, b.truncated) for a, b in samples]
-        examples, metrics = judgements_to_examples(judgements, lengths, truncs, self.cfg.oaif.tie_policy,
+        examples, metrics = judgements_to_examples(judgements, lengths, truncs, tie_policy or self.cfg.oaif.tie_policy,
                                                    self.cfg.oaif.missing_eos_penalty,
                                                    prompts=[r["prompt"] for r in rows_in],
                                                    token_ids=[(a.token_ids, b.token_ids) for a, b in samples])

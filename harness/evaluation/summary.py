@@ -4,75 +4,132 @@ arms, which contrasts the CIs resolve, and which judges to distrust (docs/validi
 from __future__ import annotations
 
 
-def summary_rows(arms: dict, evals: dict, kls: dict | None = None) -> list[dict]:
-    """One row per arm: its training, and its win rate vs the initial policy with n, W/T/L, CI, verdict."""
+def _gold_diff(res: dict) -> str | None:
+    d = (res.get("gold") or {}).get("diff")
+    if not d or d.get("mean") is None or d["mean"] != d["mean"]:
+        return None
+    return f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+
+
+def arm_rows(arms: dict, evals: dict, judge: str, kls: dict | None = None) -> list[dict]:
+    """One row per trained arm: its win rate vs the initial policy under `judge`, with n, W/T/L, CI,
+    verdict, and for the gold judge the paired gold-score difference."""
     from .verdicts import ci_text, lc_text, verdict_line, wtl
 
     rows = []
-    for arm, info in arms.items():
-        ev = evals.get(arm)
-        final = info["final"]
-        row = {"arm": arm, "run_id": info["run_id"], "annotator": info["annotator"],
-               "train_s": round(info["seconds"]), "final_loss": final.get("loss")}
+    for arm, ev in evals.items():
+        info = arms[arm]
+        row = {"arm": arm, "judge": judge, "run_id": info["run_id"], "source": info["annotator"],
+               "n": ev["n"], "w/t/l": wtl(ev), "identical": ev.get("n_identical"), "win_rate": ev["win_rate"],
+               "ci95": ci_text(ev["ci_low"], ev["ci_high"]), "lc_win_rate (ci95)": lc_text(ev),
+               "chars_policy": ev.get("mean_chars_policy"), "chars_initial": ev.get("mean_chars_baseline")}
+        if _gold_diff(ev):
+            row["gold_diff (ci95)"] = _gold_diff(ev)
         kl = (kls or {}).get(arm) or {}
         if "kl_nats_per_seq" in kl:
             row["kl_nats_per_seq"] = kl["kl_nats_per_seq"]
             row["kl_ci95"] = ci_text(kl.get("ci_low"), kl.get("ci_high"))
-        if ev:
-            row.update({"n": ev["n"], "w/t/l": wtl(ev), "identical": ev.get("n_identical"),
-                        "win_rate": ev["win_rate"], "ci95": ci_text(ev["ci_low"], ev["ci_high"]),
-                        "lc_win_rate (ci95)": lc_text(ev), "chars_policy": ev.get("mean_chars_policy"),
-                        "chars_initial": ev.get("mean_chars_baseline"),
-                        "verdict": f"{arm}: " + verdict_line(ev, "the initial policy")})
+        row["verdict"] = f"{arm} ({judge}): " + verdict_line(ev, "the initial policy")
         rows.append(row)
     return rows
 
 
-def head_to_head_rows(h2h: dict, names: dict[str, str]) -> list[dict]:
+def head_to_head_rows(h2h: dict, names: dict[str, str], judge: str = "") -> list[dict]:
     """Rows of the head-to-head table, policies named by arm."""
     from .verdicts import ci_text, lc_text, verdict_line, wtl
 
     out = []
     for r in h2h["rows"]:
         a, b = names.get(r["policy"], r["policy"]), names.get(r["baseline"], r["baseline"])
-        out.append({"arm_a": a, "arm_b": b, "n": r["n"], "w/t/l (a)": wtl(r), "identical": r["n_identical"],
-                    "win_rate_a": r["win_rate"], "ci95": ci_text(r["ci_low"], r["ci_high"]),
-                    "lc_win_rate_a (ci95)": lc_text(r), "verdict": f"{a}: " + verdict_line(r, b)})
+        row = {"arm_a": a, "arm_b": b, "judge": judge, "n": r["n"], "w/t/l (a)": wtl(r),
+               "identical": r["n_identical"], "win_rate_a": r["win_rate"], "ci95": ci_text(r["ci_low"], r["ci_high"]),
+               "lc_win_rate_a (ci95)": lc_text(r)}
+        if _gold_diff(r):
+            row["gold_diff_a (ci95)"] = _gold_diff(r)
+        row["verdict"] = f"{a} ({judge}): " + verdict_line(r, b)
+        out.append(row)
     return out
 
 
-def findings(rows: list[dict], h2h_rows: list[dict] | None, cards: dict[str, dict], min_consistency: float = 0.5,
-             evals: dict | None = None, reward_model: dict | None = None) -> list[str]:
-    """The summary in words: which contrasts the CIs resolve, which not, and which judges to distrust."""
+def _contrast_name(row: dict) -> str:
+    return f"{row['arm']} vs initial" if "arm" in row else f"{row['arm_a']} vs {row['arm_b']}"
+
+
+def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards: dict[str, dict],
+             min_consistency: float = 0.5, reward_models: dict | None = None) -> list[str]:
+    """The summary in words: which policy contrasts the CIs resolve and which not (per judge), what each
+    feedback source's labels are worth against gold, and which judges to distrust."""
     from .validity import wilson
-    resolved = [r["verdict"] for r in rows + (h2h_rows or []) if r.get("verdict") and "not distinguishable" not in r["verdict"]]
-    unresolved = [r["verdict"].split(":")[0] + (f" vs {r['arm_b']}" if "arm_b" in r else " vs initial")
-                  for r in rows + (h2h_rows or []) if r.get("verdict") and "not distinguishable" in r["verdict"]]
-    out = [f"resolved (95% CI excludes 0.5): {len(resolved)} contrast(s)" + ("" if resolved else "; none")]
-    out += [f"  {v}" for v in resolved]
-    out.append(f"not resolved (CI contains 0.5): {', '.join(unresolved) if unresolved else 'none'}")
-    judged = [(e.get("consistency"), e["n"] - (e.get("n_identical") or 0)) for e in (evals or {}).values()]
-    judged = [(c, n) for c, n in judged if n and c is not None and c == c]
+
+    contrasts = [r for r in rows + h2h_rows if r.get("verdict")]
+    resolved = [r for r in contrasts if "excludes 0.5" in r["verdict"]]
+    unresolved = [r for r in contrasts if "excludes 0.5" not in r["verdict"]]
+    out = [f"policy contrasts resolved (95% CI of the win rate excludes 0.5): {len(resolved)} of {len(contrasts)}"
+           + ("" if resolved else "; none at this budget")]
+    out += [f"  {r['verdict']}" for r in resolved]
+    by_judge = {}
+    for r in unresolved:
+        by_judge.setdefault(r["judge"], []).append(_contrast_name(r))
+    for judge, names in by_judge.items():
+        out.append(f"not resolved by {judge} (CI contains 0.5): {', '.join(names)}")
+    gold_diffs = [r for r in rows + h2h_rows if r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")]
+    for r in gold_diffs:
+        text = r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")
+        lo, hi = (float(x) for x in text.split("[")[1].rstrip("]").split(","))
+        if lo > 0 or hi < 0:
+            out.append(f"  gold score difference {_contrast_name(r)}: {text} (paired bootstrap; excludes 0)")
+    if sources:
+        out.append("feedback sources against gold (the labels each source gave, on the pairs it labelled):")
+        out += [f"  {s['verdict']}" for s in sources if s.get("verdict")]
+        out += [f"  {s['source']}: gold decided none of its pairs ({s['pairs']})" for s in sources
+                if not s.get("verdict")]
     for who, card in cards.items():
+        if (card or {}).get("note"):
+            continue
         pc = (card or {}).get("position_consistency") or {}
-        if pc.get("value") is None and who.startswith("evaluation judge") and judged:
-            k, n = round(sum(c * n for c, n in judged)), sum(n for _, n in judged)
-            lo, hi = wilson(k, n)
-            out.append(f"{who}: not measured on human-labelled pairs ({'; '.join(dict.fromkeys((card or {}).get('skipped', {}).values())) or 'n=0'}); "
-                       f"on this demo's eval pairs both orders agreed on {k}/{n} (95% CI [{lo:.2f}, {hi:.2f}]); its "
-                       "agreement with humans on this task is unknown")
-        elif pc.get("value") is None:
-            out.append(f"{who}: position consistency not measured (n=0): its verdicts are unchecked")
+        if pc.get("value") is None:
+            out.append(f"{who}: position consistency not measured on human-labelled pairs (n=0): unchecked there")
         elif pc["value"] < min_consistency:
             out.append(f"{who}: position consistency {pc['value']:.2f} (n={pc['n']}, 95% CI [{pc['ci_low']:.2f}, "
                        f"{pc['ci_high']:.2f}]) is below {min_consistency}: its labels follow the order shown, not the "
                        "content, so what was trained on them is not evidence about AI feedback")
-    if reward_model and reward_model.get("eval/n_pairs"):
-        n, k = int(reward_model["eval/n_pairs"]), int(reward_model.get("eval/n_correct", 0))
-        lo, hi = wilson(k, n)
-        out.append(f"RLAIF reward model: held-out accuracy {k}/{n} (95% CI [{lo:.2f}, {hi:.2f}]) on the annotator's "
-                   "own soft labels: RLOO optimised a reward that is not known to track quality")
+    for arm, rm in (reward_models or {}).items():
+        if rm.get("eval/n_pairs"):
+            n, k = int(rm["eval/n_pairs"]), int(rm.get("eval/n_correct", 0))
+            lo, hi = wilson(k, n)
+            out.append(f"{arm} reward model: held-out accuracy {k}/{n} (95% CI [{lo:.2f}, {hi:.2f}]) on its source's "
+                       "own labels")
     return out
+
+
+def demo_summary(demo, budget, task: str, group: str, arms: dict, pairs: dict, evaluation: dict, kls: dict, cards: dict,
+                 sources: list[dict], agreement: dict | None) -> dict:
+    """The `demo_summary` result: the study, its design, every table, and the findings in words."""
+    from .verdicts import CI_METHOD
+
+    design = [{"arm": a, "timing": i["timing"], "source": i["source"], "kind": i["source_kind"],
+               "annotator": i["annotator"], "run_id": i.get("run_id"), "train_s": round(i.get("seconds", 0)),
+               "final_loss": (i.get("final") or {}).get("loss"), "skipped": i.get("skipped")} for a, i in arms.items()]
+    names = {i["run_id"]: a for a, i in arms.items() if i.get("run_id")}
+    rows, h2h_rows, h2h_ids = [], [], {}
+    for judge, ev in evaluation.items():
+        rows += arm_rows(arms, ev["evals"], judge, kls)
+        if ev.get("head_to_head"):
+            h2h_rows += head_to_head_rows(ev["head_to_head"], names, judge)
+            h2h_ids[judge] = ev["head_to_head"].get("result_id")
+    agreement_rows = None
+    if agreement:
+        tab = agreement["tables"]["agreement"]
+        shown = tab[tab["subset"] == "(all)"] if "subset" in tab else tab
+        agreement_rows = shown[agreement_columns(shown.columns)].to_dict("records")
+    reward_models = {a: i["reward_model"] for a, i in arms.items() if i.get("reward_model")}
+    return {"group": group, "question": demo.question, "task": task, "design": design,
+            "budget": {"steps": budget.steps, "prompts_per_step": budget.batch_size},
+            "eval_judges": list(evaluation), "eval_n": demo.evaluation.n, "ci_method": CI_METHOD,
+            "rows": rows, "head_to_head": h2h_rows, "head_to_head_result_ids": h2h_ids, "sources": sources,
+            "pairs": {k: {kk: v for kk, v in p.items() if kk != "path"} for k, p in pairs.items()},
+            "agreement_pandalm": agreement_rows, "findings": findings(rows, h2h_rows, sources, cards,
+                                                                      reward_models=reward_models)}
 
 
 def agreement_columns(columns) -> list[str]:

@@ -1,0 +1,394 @@
+"""The demo as a study with a known truth (configs/demo_cpu.yaml, `harness demo`).
+
+An arm is `<timing>_<source>`: a feedback SOURCE (an annotator: simulated humans, the embedded AI
+judge, the gold scorer, ...; `sources:` in the config) given at a TIMING:
+  offline  DPO on pairs sampled ONCE from the initial policy and labelled by the source,
+  oaif     OAIF: every step samples two responses from the current policy and asks the source,
+  rlhf     a reward model on the offline labels of the source, then RLOO with it.
+Every arm starts from the same initial policy with the same budget (train.steps x train.batch_size
+prompts, the same seeded prompt order). Each arm is evaluated against the initial policy and
+head-to-head by each evaluation judge (the task's gold scorer first, then a held-out judge), with
+n, W/T/L and a 95% CI; each source's labels are scored against gold on the pairs it labelled; the
+annotators' validity cards (PandaLM/LLMBar human agreement, position consistency) sit beside them.
+Every stage is an ordinary run or result in the store (group = the demo's id).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config, read_yaml_mapping
+from ..store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO / "configs" / "demo_cpu.yaml"
+
+
+@dataclass
+class Source:
+    annotator: str                      # judges/configs/<name>.yaml, rule:..., gold:<task>, rm:<run>
+    instruction: str | None = None      # the annotator's instruction (an LLM judge's), part of the source
+    kind: str = "ai"                    # what the source stands for: human | ai | gold (for the summary's words)
+    base: dict = field(default_factory=dict)  # run-config sections its labels need (loss.kind, oaif.tie_policy)
+
+
+@dataclass
+class RewardStage:
+    steps: int = 8
+    lr: float = 2e-5
+
+
+@dataclass
+class RLStage:
+    k: int = 2
+    kl_coef: float = 0.05
+
+
+@dataclass
+class EvalStage:
+    judges: list[str] = field(default_factory=lambda: ["gold", "minilm-reference"])  # first = primary
+    n: int = 48
+    max_new_tokens: int = 48
+    head_to_head: bool = True
+    kl_samples: int = 0  # policy samples per eval prompt for each arm's KL(pi || initial); 0 skips
+
+
+@dataclass
+class AgreementStage:
+    pandalm: str | None = None  # PandaLM's testset folder or file: human labels imported; None skips
+
+
+@dataclass
+class DemoConfig:
+    name: str = "demo"
+    question: str = ""
+    sources: dict[str, Source] = field(default_factory=dict)
+    arms: list[str] = field(default_factory=list)
+    reward_model: RewardStage = field(default_factory=RewardStage)
+    rl: RLStage = field(default_factory=RLStage)
+    evaluation: EvalStage = field(default_factory=EvalStage)
+    agreement: AgreementStage = field(default_factory=AgreementStage)
+
+
+TIMINGS = ("offline", "oaif", "rlhf")
+
+
+def parse_arm(arm: str, sources: dict, where: str = "arms") -> tuple[str, str]:
+    timing, _, source = arm.partition("_")
+    if timing not in TIMINGS or source not in sources:
+        raise ConfigError(f"{where}: arm {arm!r} is not <timing>_<source>; timings: {', '.join(TIMINGS)}; "
+                          f"sources: {', '.join(sources) or '(none)'}")
+    return timing, source
+
+
+def load_demo_config(path: str | Path, overrides: list[str]) -> tuple[DemoConfig, dict]:
+    """(DemoConfig, base run-config dict). `base.train.steps=2`-style overrides work too."""
+    path = Path(path)
+    data = read_yaml_mapping(path)
+    apply_overrides(data, overrides)
+    base = data.pop("base", {}) or {}
+    _build(RunConfig, copy.deepcopy(base), f"{path}:base.")  # fail early, naming the key
+    demo = _build(DemoConfig, data, f"{path}:")
+    if not demo.arms:
+        raise ConfigError(f"{path}:arms: no arms")
+    for arm in demo.arms:
+        parse_arm(arm, demo.sources, f"{path}:arms")
+    for name, src in demo.sources.items():
+        _build(RunConfig, _merged(base, src.base), f"{path}:sources.{name}.base.")
+    if demo.agreement.pandalm and not Path(demo.agreement.pandalm).is_absolute():
+        demo.agreement.pandalm = str((Path.cwd() / demo.agreement.pandalm).resolve())
+    return demo, base
+
+
+def _merged(base: dict, *sections: dict) -> dict:
+    data = copy.deepcopy(base)
+    for s in sections:
+        _deep_update(data, copy.deepcopy(s))
+    return data
+
+
+def arm_config(base: dict, algo: str, name: str, *sections: dict) -> RunConfig:
+    data = _merged(base, *sections)
+    data.update(algo=algo, name=name)
+    return load_config(None, [], defaults=data)
+
+
+def judge_section(src: Source) -> dict:
+    return {"judge": {"name": src.annotator, "instruction": src.instruction}}
+
+
+def source_label(name: str, src: Source) -> str:
+    return f"{name}: {src.annotator}" + (f" + {src.instruction!r}" if src.instruction else "")
+
+
+# -- stage 1: pairs sampled once from the initial policy, labelled by every offline source ------------
+def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, group: str) -> dict[str, dict]:
+    """One `sample_pairs` run: train.steps batches of two samples per prompt from the initial policy
+    (the OAIF source's own sampling, no training), each batch labelled by every source in `names`.
+    Returns per source {path, pairs, gold: {decided, agree}, judge: summed judge metrics}."""
+    import torch
+    from accelerate import Accelerator
+    from judges import make_label_fn
+    from judges.gold import make_gold_judge
+    from judges.registry import load_judge
+    from tqdm.auto import tqdm
+
+    from ..algorithms import oaif
+    from ..models import load_model, pick_device
+    from ..tasks import load_task
+    from ..trainer import StepContext, seed_everything
+
+    first = demo.sources[names[0]]
+    cfg = arm_config(base, "oaif", f"{demo.name}-pairs", first.base, judge_section(first))
+    run_id = store.create_run(cfg.to_dict(), "sample_pairs", task=cfg.data.task, name=cfg.name, group=group)
+    store.set_run_status(run_id, "running")
+    seed_everything(cfg.train.seed)
+    model, tok = load_model(cfg.model, store.home, for_training=False)
+    source, _ = oaif.build(cfg, store, run_id, model, tok, None, store.home)
+    task = load_task(cfg.data.task)
+    source.gold = make_gold_judge(cfg.data.task) if task.gold_rows() else None
+    device = str(pick_device(cfg.model.device))
+    labellers = {}
+    for name in names:
+        scfg = arm_config(base, "oaif", "x", demo.sources[name].base, judge_section(demo.sources[name]))
+        judge = load_judge(scfg.judge, store.home, device, rubric=getattr(task, "rubric", None))
+        labellers[name] = (make_label_fn(judge, store, run_id), scfg.oaif.tie_policy)
+    ctx = StepContext(0, cfg, tok, None, model.device, Accelerator(cpu=not torch.cuda.is_available()), store, run_id)
+    out = {n: {"examples": [], "metrics": []} for n in names}
+    for step in tqdm(range(1, cfg.train.steps + 1), desc="sample pairs once + label with each source"):
+        ctx.step = step
+        rows_in, samples, pairs, _ = source.sample(step, model, ctx)
+        for name, (label_fn, tie_policy) in labellers.items():
+            examples, metrics = source.to_examples(label_fn(pairs, step=step), rows_in, samples, tie_policy)
+            out[name]["examples"] += examples
+            out[name]["metrics"].append(metrics)
+            store.log_metrics(run_id, step, {f"{name}/{k}": v for k, v in metrics.items()})
+    del model
+    result = {}
+    for name, got in out.items():
+        path = store.run_dir(run_id) / f"pairs-{name}.jsonl"
+        with open(path, "w") as f:
+            for e in got["examples"]:
+                # the sampled ids and truncation flags travel: offline DPO trains on the tokens OAIF would
+                f.write(json.dumps({k: e.get(k) for k in ("prompt", "chosen", "rejected", "p", "chosen_truncated",
+                                                          "rejected_truncated", "chosen_ids", "rejected_ids")},
+                                   ensure_ascii=False) + "\n")
+        result[name] = {"path": str(path), "pairs": len(got["examples"]), "run_id": run_id,
+                        **summed(got["metrics"])}
+    store.set_run_status(run_id, "done")
+    return result
+
+
+SUMMED = ("judge/n_pairs", "judge/order_inconsistent", "judge/order_flipped", "judge/skipped",
+          "judge/gold_decided", "judge/gold_agree", "source/n_examples")
+MEANS = ("judge/p_first", "judge/consistency", "judge/prefers_shorter", "sample/len_mean")
+
+
+def summed(metrics: list[dict]) -> dict:
+    """Counts summed over steps, rates averaged over the steps that have them."""
+    def count(m, k):
+        v = m.get(k)
+        return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+    out = {k: int(sum(count(m, k) for m in metrics)) for k in SUMMED}
+    for k in MEANS:
+        vals = [m[k] for m in metrics if k in m and not math.isnan(m[k])]
+        out[k] = sum(vals) / len(vals) if vals else float("nan")
+    return out
+
+
+def online_gold_counts(store: Store, run_id: str) -> dict:
+    """An OAIF run's per-step judge metrics, summed like `summed` (judge/gold_* counts included)."""
+    df = store.metrics([run_id])
+    rows = [{k: float(v) for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for r in df.to_dict("records")]
+    return summed(rows)
+
+
+# -- the arms -----------------------------------------------------------------------------------------
+def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, pairs: dict) -> dict:
+    from ..commands.train import execute
+
+    timing, name = parse_arm(arm, demo.sources)
+    src = demo.sources[name]
+    t = time.perf_counter()
+    info = {"arm": arm, "timing": timing, "source": name, "source_kind": src.kind,
+            "annotator": source_label(name, src)}
+    if timing in ("offline", "rlhf") and not pairs[name]["pairs"]:
+        return {**info, "skipped": f"source {name} decided none of the {pairs[name]['judge/n_pairs']} sampled pairs"}
+    if timing == "offline":
+        cfg = arm_config(base, "dpo", f"{demo.name}-{arm}", src.base, {"data": {"path": pairs[name]["path"]}})
+    elif timing == "oaif":
+        cfg = arm_config(base, "oaif", f"{demo.name}-{arm}", src.base, judge_section(src))
+    else:
+        rm_cfg = arm_config(base, "reward_model", f"{demo.name}-{arm}-rm", src.base,
+                            {"data": {"path": pairs[name]["path"]},
+                             "train": {"steps": demo.reward_model.steps, "lr": demo.reward_model.lr}})
+        rm_run, rm_final, _ = execute(rm_cfg, store, group=group)
+        info["reward_model"] = {"run_id": rm_run, **{k: v for k, v in rm_final.items() if k.startswith("eval/")}}
+        cfg = arm_config(base, "rlhf", f"{demo.name}-{arm}", {"rl": {
+            "method": "rloo", "k": demo.rl.k, "kl_coef": demo.rl.kl_coef, "reward_model": f"rm:{rm_run}"}})
+    run_id, final, _ = execute(cfg, store, group=group)
+    info.update(run_id=run_id, final=final, seconds=time.perf_counter() - t)
+    if timing == "oaif":
+        info["labels"] = online_gold_counts(store, run_id)
+    return info
+
+
+# -- feedback sources against the truth ---------------------------------------------------------------
+def source_rows(demo: DemoConfig, pairs: dict, arms: dict) -> list[dict]:
+    """Each source's labels against gold, on the pairs it labelled (stage 1 and/or its OAIF run):
+    accuracy = same verdict as gold / pairs gold decides (ties and unparsed wrong), Wilson 95%."""
+    from ..evaluation.validity import wilson
+
+    rows = []
+    where = [(f"initial-policy pairs ({n})", n, pairs[n]) for n in pairs]
+    where += [(f"{a['arm']} (its own samples)", a["source"], a["labels"]) for a in arms.values() if a.get("labels")]
+    for on, name, m in where:
+        src = demo.sources[name]
+        if src.kind == "gold":
+            continue
+        n, k = int(m.get("judge/gold_decided", 0)), int(m.get("judge/gold_agree", 0))
+        row = {"source": name, "kind": src.kind, "annotator": source_label(name, src), "pairs": on,
+               "n_labelled": int(m.get("judge/n_pairs", 0)), "n_gold_decided": n, "agree": k}
+        if n:
+            lo, hi = wilson(k, n)
+            row.update(accuracy=k / n, ci_low=lo, ci_high=hi,
+                       verdict=f"{name} labels agree with gold on {k}/{n} = {k / n:.2f} of the pairs gold decides "
+                               f"(95% Wilson CI [{lo:.2f}, {hi:.2f}]; " + (
+                                   "better than a coin)" if lo > 0.5 else "worse than a coin)" if hi < 0.5 else
+                                   "not distinguishable from a coin)") + f", on {on}")
+        rows.append(row)
+    return rows
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def evaluate_arms(demo: DemoConfig, arms: dict, store: Store, group: str, say: Callable[[str], None]) -> dict:
+    """Per evaluation judge: each arm vs the initial policy, and head-to-head (policies answer once)."""
+    from ..commands.eval import evaluate, head_to_head
+    from ..config import SamplingConfig
+
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=demo.evaluation.max_new_tokens)
+    cache, out = {}, {}
+    trained = {a: i for a, i in arms.items() if i.get("run_id")}
+    for judge in demo.evaluation.judges:
+        say(f"evaluate every arm against the initial policy with {judge} (greedy, n={demo.evaluation.n})")
+        evals = {}
+        for arm, info in trained.items():
+            res = evaluate(store, info["run_id"], "initial", judge, n=demo.evaluation.n, sampling=sampling,
+                           home=store.home, name=f"{group}:{arm} vs initial ({judge})", cache=cache)
+            res.pop("baseline_outputs")
+            evals[arm] = res
+        h2h = None
+        if demo.evaluation.head_to_head and len(trained) >= 2:
+            h2h = head_to_head(store, [i["run_id"] for i in trained.values()], judge, n=demo.evaluation.n,
+                               sampling=sampling, home=store.home, cache=cache, name=f"{group}:head-to-head ({judge})")
+        out[judge] = {"evals": evals, "head_to_head": h2h}
+    return out
+
+
+def policy_kls(demo: DemoConfig, base: dict, arms: dict, store: Store) -> dict:
+    from ..evaluation.kl import run_kl
+    from ..tasks import load_task
+
+    if demo.evaluation.kl_samples <= 0:
+        return {}
+    prompts = [r["prompt"] for r in load_task(base.get("data", {}).get("task", "verifiable")).prompts("eval")]
+    return {a: run_kl(store, i["run_id"], store.home, prompts[:demo.evaluation.n], m=demo.evaluation.kl_samples)
+            for a, i in arms.items() if i.get("run_id")}
+
+
+def source_cards(demo: DemoConfig, base: dict, store: Store) -> dict[str, dict]:
+    """Validity card of every source's annotator as its arms loaded it: PandaLM/LLMBar agreement and
+    position consistency for an LLM/rule judge; the reason for the gold scorer and simulated raters."""
+    from judges.registry import load_judge
+
+    from ..evaluation.gold_eval import task_card
+    from ..evaluation.validity import judge_card
+    from ..models import pick_device
+    from ..tasks import load_task
+
+    used = dict.fromkeys(parse_arm(a, demo.sources)[1] for a in demo.arms)
+    out = {}
+    for name in used:
+        src = demo.sources[name]
+        cfg = arm_config(base, "oaif", "cards", src.base, judge_section(src))
+        judge = load_judge(cfg.judge, store.home, str(pick_device(cfg.model.device)),
+                           rubric=getattr(load_task(cfg.data.task), "rubric", None))
+        own = task_card(judge)
+        out[f"source {source_label(name, src)}"] = own[0] if own else judge_card(
+            store, judge, store.home, n_pairs=cfg.judge.validity_pairs, data_root=cfg.judge.validity_data)
+    return out
+
+
+def pandalm_agreement(demo: DemoConfig, store: Store, group: str) -> dict:
+    from judges.importers import import_labels
+
+    from ..evaluation.frames import label_frame, to_records
+    from ..evaluation.reports import agreement_report
+
+    path = Path(demo.agreement.pandalm)
+    if not path.exists():
+        raise FileNotFoundError(f"agreement.pandalm: {path} not found")
+    counts = import_labels(store, "pandalm", path, progress=True)
+    tables = agreement_report(label_frame(store, dataset="pandalm"), "human-majority", "wrong")
+    result = {"reference": "human-majority", "dataset": "pandalm", "unparsed": "wrong",
+              **{k: to_records(v) for k, v in tables.items()}}
+    store.add_result("agreement", result, name=f"agreement:pandalm:human-majority ({group})",
+                     baseline="human-majority")
+    return {"counts": counts, "tables": tables}
+
+
+# -- the whole demo -----------------------------------------------------------------------------------
+def run_demo(config: str | Path, overrides: list[str], store: Store,
+             say: Callable[[str], None] = lambda s: print(f"\n=== {s}", flush=True)) -> dict:
+    """Run every stage, store the `demo_summary` result and return it (summary.demo_summary)."""
+    from ..evaluation.summary import demo_summary
+    from ..evaluation.validity import card_line
+
+    t_start = time.perf_counter()
+    demo, base = load_demo_config(config, overrides)
+    group = f"{demo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    first = arm_config(base, "oaif", "x")
+    budget = first.train
+    say(f"demo {group}: {len(demo.arms)} arms ({', '.join(demo.arms)}) x {budget.steps} steps x "
+        f"{budget.batch_size} prompts, home {store.home}")
+    offline = [s for s in dict.fromkeys(parse_arm(a, demo.sources)[1] for a in demo.arms
+                                        if parse_arm(a, demo.sources)[0] in ("offline", "rlhf"))]
+    pairs = {}
+    if offline:
+        say(f"sample pairs once from the initial policy; label them with {', '.join(offline)}")
+        pairs = sample_once(demo, base, offline, store, group)
+        for name, p in pairs.items():
+            print(f"  {name}: {p['pairs']} training pairs of {p['judge/n_pairs']} sampled; gold decides "
+                  f"{p['judge/gold_decided']}, the source agrees on {p['judge/gold_agree']}")
+    arms = {}
+    for arm in demo.arms:
+        say(f"arm {arm}")
+        arms[arm] = train_arm(demo, base, arm, store, group, pairs)
+        if arms[arm].get("skipped"):
+            print(f"  skipped: {arms[arm]['skipped']}")
+    evaluation = evaluate_arms(demo, arms, store, group, say)
+    kls = policy_kls(demo, base, arms, store)
+    say("validity cards of the sources' annotators")
+    cards = source_cards(demo, base, store)
+    for judge, ev in evaluation.items():
+        card = next((e.get("judge_card") for e in ev["evals"].values() if e.get("judge_card")), None)
+        if card:
+            cards[f"evaluation judge {judge}"] = card
+    agreement = None
+    if demo.agreement.pandalm:
+        say("PandaLM human labels: every annotator's agreement with the human majority")
+        agreement = pandalm_agreement(demo, store, group)
+    summary = demo_summary(demo, budget, first.data.task, group, arms, pairs, evaluation, kls, cards,
+                           source_rows(demo, pairs, arms), agreement)
+    summary["seconds"] = time.perf_counter() - t_start
+    summary["judge_cards"] = {who: c.get("note") or card_line(c) for who, c in cards.items()}
+    summary["result_id"] = store.add_result("demo_summary", summary, name=group,
+                                            judge=demo.evaluation.judges[0], baseline="initial")
+    return summary
