@@ -13,7 +13,8 @@ from dashboards.common import home_path
 st.set_page_config(page_title="Feedback harness", layout="wide")
 
 PAGES = [
-    st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
     st.Page("views/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("views/controllability.py", title="Controllability", icon=":material/tune:"),
     st.Page("views/annotators.py", title="Annotators", icon=":material/groups:"),

@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.browser,
 
 # url path, heading, a selector that appears once the page's data is drawn
 PAGES = [
-    ("", "Leaderboard", '[data-testid="stVegaLiteChart"]'),
+    # the front page: the demo study, or the note that this store holds none yet
+    ("", "Overview", '[data-testid="stVegaLiteChart"], [data-testid="stAlert"]'),
+    ("leaderboard", "Leaderboard", '[data-testid="stVegaLiteChart"]'),
     ("training", "Training", '[data-testid="stVegaLiteChart"]'),
     ("controllability", "Controllability", '[data-testid="stVegaLiteChart"]'),
     ("annotators", "Annotators", '[data-testid="stVegaLiteChart"]'),
@@ -122,7 +124,7 @@ def test_page_renders_without_exception(served, browser, shots, path, heading, r
         page.get_by_role("heading", name=heading, exact=True).first.wait_for(timeout=60000)
         page.wait_for_selector(ready, timeout=60000)
         _settle(page)
-        _screenshot(page, shots / f"{path or 'leaderboard'}.png")
+        _screenshot(page, shots / f"{path or 'overview'}.png")
         assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
             '[data-testid="stException"]').first.inner_text()
         # st.navigation's pages (not a pages/ folder listing), and the deep link was found

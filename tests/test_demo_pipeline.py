@@ -76,6 +76,17 @@ def test_demo_prints_verdicts_head_to_head_sources_and_cards(tmp_path, tiny_mode
         assert s["n_labelled"] == 4 and 0 <= s["agree"] <= s["n_gold_decided"] <= 4
         if s["n_gold_decided"]:
             assert s["ci_low"] <= s["accuracy"] <= s["ci_high"] and "agree with gold on" in s["verdict"]
+    # the held-out judge against gold on the same comparisons, recounted from the stored results
+    [vs] = res["eval_judges_vs_gold"]
+    assert vs["judge"] == "rule:shorter" and vs["reference"] == "gold"
+    stored = {r["name"]: r["result"] for r in store.results("winrate")}
+    h2h = {r["name"]: r["result"] for r in store.results("head_to_head")}
+    pairs_of = [(stored[f"{res['group']}:{a} vs initial (gold)"], stored[f"{res['group']}:{a} vs initial (rule:shorter)"])
+                for a in ("offline_human", "oaif_human", "offline_ai")]
+    pairs_of += list(zip(h2h[f"{res['group']}:head-to-head (gold)"]["rows"],
+                         h2h[f"{res['group']}:head-to-head (rule:shorter)"]["rows"]))
+    decided = [(g, j) for gr, jr in pairs_of for g, j in zip(gr["verdicts"], jr["verdicts"]) if g in ("A", "B")]
+    assert vs["n_gold_decided"] == len(decided) and vs["agree"] == sum(g == j for g, j in decided)
     # one sample, both offline sources: the same pairs, labelled twice
     assert res["pairs"]["human"]["judge/n_pairs"] == res["pairs"]["ai"]["judge/n_pairs"] == 4
     pairs_runs = [r for r in store.list_runs() if r["algo"] == "sample_pairs"]
@@ -85,6 +96,27 @@ def test_demo_prints_verdicts_head_to_head_sources_and_cards(tmp_path, tiny_mode
     assert "judge/gold_decided" in store.metrics([oaif_run]).columns
     # the initial policy and each arm answered the eval prompts once (both judges, vs-initial and head-to-head)
     assert len(answered) == 4 and sum(n.startswith("initial:") for n in answered) == 1
+
+    # the dashboard opens on this study: question, findings, arms, win rates, sources, cards, links
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("HARNESS_HOME", str(home))
+    at = AppTest.from_file(str(REPO / "dashboards" / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Overview"
+    page = "\n".join(m.value for m in at.markdown)
+    assert res["question"].split()[0] in at.subheader[0].value
+    for line in res["findings"]:
+        assert line.strip() in page
+    frames = [d.value for d in at.dataframe]
+    assert list(frames[0]["arm"]) == ["offline_human", "oaif_human", "offline_ai"]
+    assert len(frames[1]) == 6 and len(frames[2]) == 6  # each arm x 2 judges; head-to-head 3 pairs x 2 judges
+    assert list(frames[3]["source"]) == ["human", "ai", "human"]
+    assert list(frames[4]["judge"]) == ["rule:shorter"]
+    cards = [t.value for t in at.text]
+    assert any("simulated rater" in c for c in cards) and "CARD[rule:shorter]" in cards
+    assert len(at.get("vega_lite_chart")) >= 2
 
 
 def test_an_arm_that_is_not_timing_and_source_is_refused(tmp_path, capsys):

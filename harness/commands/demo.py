@@ -24,7 +24,7 @@ def print_table_with_verdicts(rows: list[dict], title: str) -> None:
     """A table without its verdict column, then the CI footnote and one verdict line per row."""
     from ..evaluation.verdicts import ci_note
 
-    emit([{k: v for k, v in r.items() if k not in ("verdict", "run_id")} for r in rows], "table", title=title)
+    emit([{k: v for k, v in r.items() if k not in ("verdict", "run_id", "ci_low", "ci_high")} for r in rows], "table", title=title)
     print(ci_note())
     for r in rows:
         if r.get("verdict"):
@@ -40,11 +40,14 @@ def print_summary(summary: dict, home) -> None:
     if summary["head_to_head"]:
         print_table_with_verdicts(summary["head_to_head"], "head-to-head between the arms (win rate of arm_a over arm_b)")
     if summary["sources"]:
-        emit([{k: v for k, v in s.items() if k != "verdict"} for s in summary["sources"]], "table",
+        emit([{k: v for k, v in s.items() if k not in ("verdict", "annotator")} for s in summary["sources"]], "table",
              title="feedback sources against gold (accuracy: same verdict as gold / pairs gold decides; Wilson 95%)")
     if summary.get("agreement_pandalm"):
         emit(summary["agreement_pandalm"], "table",
              title="agreement with the PandaLM human majority (n and 95% CI beside each figure)")
+    if summary.get("eval_judges_vs_gold"):
+        emit(summary["eval_judges_vs_gold"], "table", title="evaluation judges against gold on the same eval comparisons "
+                                                            "(accuracy: gold's verdict / prompts gold decides; Wilson 95%)")
     for who, line in summary["judge_cards"].items():
         print(f"validity card, {who}: {line}")
     print("\n=== in words")

@@ -177,6 +177,7 @@ def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequenc
         "p_first": sum(first) / len(first) if first else float("nan"),
         "consistency": sum(both) / len(both) if both else float("nan"),
         "pair_ids": [p.pair_id for p in pairs],
+        "verdicts": verdicts,  # per prompt, A = the policy: what another judge's verdicts are compared with
     }
 
 

@@ -21,7 +21,8 @@ def arm_rows(arms: dict, evals: dict, judge: str, kls: dict | None = None) -> li
         info = arms[arm]
         row = {"arm": arm, "judge": judge, "run_id": info["run_id"], "source": info["annotator"],
                "n": ev["n"], "w/t/l": wtl(ev), "identical": ev.get("n_identical"), "win_rate": ev["win_rate"],
-               "ci95": ci_text(ev["ci_low"], ev["ci_high"]), "lc_win_rate (ci95)": lc_text(ev),
+               "ci95": ci_text(ev["ci_low"], ev["ci_high"]), "ci_low": ev["ci_low"], "ci_high": ev["ci_high"],
+               "lc_win_rate (ci95)": lc_text(ev),
                "chars_policy": ev.get("mean_chars_policy"), "chars_initial": ev.get("mean_chars_baseline")}
         if _gold_diff(ev):
             row["gold_diff (ci95)"] = _gold_diff(ev)
@@ -43,6 +44,7 @@ def head_to_head_rows(h2h: dict, names: dict[str, str], judge: str = "") -> list
         a, b = names.get(r["policy"], r["policy"]), names.get(r["baseline"], r["baseline"])
         row = {"arm_a": a, "arm_b": b, "judge": judge, "n": r["n"], "w/t/l (a)": wtl(r),
                "identical": r["n_identical"], "win_rate_a": r["win_rate"], "ci95": ci_text(r["ci_low"], r["ci_high"]),
+               "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                "lc_win_rate_a (ci95)": lc_text(r)}
         if _gold_diff(r):
             row["gold_diff_a (ci95)"] = _gold_diff(r)
@@ -56,7 +58,8 @@ def _contrast_name(row: dict) -> str:
 
 
 def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards: dict[str, dict],
-             min_consistency: float = 0.5, reward_models: dict | None = None) -> list[str]:
+             min_consistency: float = 0.5, reward_models: dict | None = None,
+             judges_vs_gold: list[dict] | None = None) -> list[str]:
     """The summary in words: which policy contrasts the CIs resolve and which not (per judge), what each
     feedback source's labels are worth against gold, and which judges to distrust."""
     from .validity import wilson
@@ -66,7 +69,14 @@ def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards:
     unresolved = [r for r in contrasts if "excludes 0.5" not in r["verdict"]]
     out = [f"policy contrasts resolved (95% CI of the win rate excludes 0.5): {len(resolved)} of {len(contrasts)}"
            + ("" if resolved else "; none at this budget")]
-    out += [f"  {r['verdict']}" for r in resolved]
+    gold_judge = next((r["judge"] for r in rows + h2h_rows if r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")),
+                      None)
+    gold_verdicts = {_contrast_name(r): r["verdict"] for r in rows + h2h_rows if r.get("judge") == gold_judge}
+    for r in resolved:
+        g = gold_verdicts.get(_contrast_name(r)) if r["judge"] != gold_judge else None
+        note = "" if g is None else (" (gold agrees)" if "excludes 0.5" in g else
+                                     f" (NOT confirmed by gold: {g.split(': ', 1)[1]})")
+        out.append(f"  {r['verdict']}{note}")
     by_judge = {}
     for r in unresolved:
         by_judge.setdefault(r["judge"], []).append(_contrast_name(r))
@@ -78,6 +88,11 @@ def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards:
         lo, hi = (float(x) for x in text.split("[")[1].rstrip("]").split(","))
         if lo > 0 or hi < 0:
             out.append(f"  gold score difference {_contrast_name(r)}: {text} (paired bootstrap; excludes 0)")
+    for j in judges_vs_gold or []:
+        if j.get("accuracy") is not None:
+            out.append(f"evaluation judge {j['judge']} agrees with {j['reference']} on {j['agree']}/{j['n_gold_decided']} = "
+                       f"{j['accuracy']:.2f} of the eval comparisons gold decides (95% Wilson CI [{j['ci_low']:.2f}, "
+                       f"{j['ci_high']:.2f}]); where they disagree, the judge is what is wrong")
     if sources:
         out.append("feedback sources against gold (the labels each source gave, on the pairs it labelled):")
         out += [f"  {s['verdict']}" for s in sources if s.get("verdict")]
@@ -103,7 +118,7 @@ def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards:
 
 
 def demo_summary(demo, budget, task: str, group: str, arms: dict, pairs: dict, evaluation: dict, kls: dict, cards: dict,
-                 sources: list[dict], agreement: dict | None) -> dict:
+                 sources: list[dict], agreement: dict | None, judges_vs_gold: list[dict] | None = None) -> dict:
     """The `demo_summary` result: the study, its design, every table, and the findings in words."""
     from .verdicts import CI_METHOD
 
@@ -127,9 +142,11 @@ def demo_summary(demo, budget, task: str, group: str, arms: dict, pairs: dict, e
             "budget": {"steps": budget.steps, "prompts_per_step": budget.batch_size},
             "eval_judges": list(evaluation), "eval_n": demo.evaluation.n, "ci_method": CI_METHOD,
             "rows": rows, "head_to_head": h2h_rows, "head_to_head_result_ids": h2h_ids, "sources": sources,
+            "eval_judges_vs_gold": judges_vs_gold or [],
             "pairs": {k: {kk: v for kk, v in p.items() if kk != "path"} for k, p in pairs.items()},
             "agreement_pandalm": agreement_rows, "findings": findings(rows, h2h_rows, sources, cards,
-                                                                      reward_models=reward_models)}
+                                                                      reward_models=reward_models,
+                                                                      judges_vs_gold=judges_vs_gold)}
 
 
 def agreement_columns(columns) -> list[str]:

@@ -292,6 +292,44 @@ def evaluate_arms(demo: DemoConfig, arms: dict, store: Store, group: str, say: C
     return out
 
 
+def judges_vs_gold(evaluation: dict) -> list[dict]:
+    """Each non-gold evaluation judge against the gold judge on the same eval comparisons (every arm
+    vs the initial policy, every head-to-head): on prompts gold decides, the share where the judge
+    gives gold's verdict (its tie counts as wrong), Wilson 95%; and its both-orders agreement."""
+    from ..evaluation.validity import wilson
+
+    def comparisons(ev):
+        return list(ev["evals"].values()) + list((ev.get("head_to_head") or {}).get("rows", []))
+
+    gold = next((j for j, ev in evaluation.items() if any("gold" in r for r in comparisons(ev))), None)
+    if gold is None:
+        return []
+    out = []
+    for judge, ev in evaluation.items():
+        if judge == gold:
+            continue
+        n = k = judged = consistent = 0
+        for g, r in zip(comparisons(evaluation[gold]), comparisons(ev)):
+            for gv, jv in zip(g.get("verdicts") or [], r.get("verdicts") or []):
+                if gv in ("A", "B"):
+                    n += 1
+                    k += gv == jv
+            m = r["n"] - (r.get("n_identical") or 0)
+            if r.get("consistency") == r.get("consistency") and r.get("consistency") is not None:
+                judged += m
+                consistent += round(r["consistency"] * m)
+        row = {"judge": judge, "reference": gold, "n_gold_decided": n, "agree": k}
+        if n:
+            lo, hi = wilson(k, n)
+            row.update(accuracy=k / n, ci_low=lo, ci_high=hi)
+        if judged:
+            clo, chi = wilson(consistent, judged)
+            row.update(consistency=consistent / judged, consistency_n=judged, consistency_ci_low=clo,
+                       consistency_ci_high=chi)
+        out.append(row)
+    return out
+
+
 def policy_kls(demo: DemoConfig, base: dict, arms: dict, store: Store) -> dict:
     from ..evaluation.kl import run_kl
     from ..tasks import load_task
@@ -386,7 +424,7 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
         say("PandaLM human labels: every annotator's agreement with the human majority")
         agreement = pandalm_agreement(demo, store, group)
     summary = demo_summary(demo, budget, first.data.task, group, arms, pairs, evaluation, kls, cards,
-                           source_rows(demo, pairs, arms), agreement)
+                           source_rows(demo, pairs, arms), agreement, judges_vs_gold(evaluation))
     summary["seconds"] = time.perf_counter() - t_start
     summary["judge_cards"] = {who: c.get("note") or card_line(c) for who, c in cards.items()}
     summary["result_id"] = store.add_result("demo_summary", summary, name=group,
