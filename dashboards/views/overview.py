@@ -49,9 +49,9 @@ st.dataframe(pd.DataFrame(res["design"]), hide_index=True)
 st.markdown("#### Win rates")
 st.caption("win_rate: mean over prompts of win 1 / tie 0.5 / loss 0, each prompt judged in both orders; "
            "gold_diff: paired mean of the policy's minus the initial policy's gold score (0..2).")
-st.dataframe(rows.drop(columns=["verdict", "ci_low", "ci_high"], errors="ignore"), hide_index=True)
+st.dataframe(rows.drop(columns=["verdict", "ci_low", "ci_high"], errors="ignore").round(3), hide_index=True)
 if not h2h.empty:
-    st.dataframe(h2h.drop(columns=["verdict", "ci_low", "ci_high"], errors="ignore"), hide_index=True)
+    st.dataframe(h2h.drop(columns=["verdict", "ci_low", "ci_high"], errors="ignore").round(3), hide_index=True)
 
 st.markdown("#### Feedback sources against gold")
 sources = pd.DataFrame(res.get("sources", []))
@@ -63,14 +63,14 @@ else:
         chart_df = measured.assign(annotator=measured["source"] + " on " + measured["pairs"],
                                    n=measured["n_gold_decided"])
         common.chart(plots.gold_accuracy_chart(chart_df, title="Each source's labels vs gold (95% Wilson CI)"))
-    st.dataframe(sources.drop(columns=["verdict"], errors="ignore"), hide_index=True)
+    st.dataframe(sources.drop(columns=["verdict"], errors="ignore").round(3), hide_index=True)
 
 st.markdown("#### Validity of every judge used")
 vs_gold = pd.DataFrame(res.get("eval_judges_vs_gold", []))
 if not vs_gold.empty:
     st.caption("Evaluation judges against gold on the same eval comparisons: accuracy = the judge gives gold's "
                "verdict / prompts gold decides (its ties count as wrong), Wilson 95%; consistency = both orders agree.")
-    st.dataframe(vs_gold, hide_index=True)
+    st.dataframe(vs_gold.round(3), hide_index=True)
 for who, line in res.get("judge_cards", {}).items():
     st.markdown(f"**{who}**")
     common.plain(line)
