@@ -123,3 +123,26 @@ def test_an_arm_that_is_not_timing_and_source_is_refused(tmp_path, capsys):
     assert main(["--home", str(tmp_path), "demo", str(REPO / "configs" / "demo_cpu.yaml"), "arms=[online_human]"]) == 2
     err = capsys.readouterr().err
     assert "demo_cpu.yaml:arms: arm 'online_human' is not <timing>_<source>" in err and "sources: human, ai, gold" in err
+
+
+def test_findings_say_whether_gold_confirms_a_contrast_another_judge_resolves():
+    """A held-out judge's resolved contrast is printed with gold's verdict on the same contrast: "gold
+    agrees" or "NOT confirmed by gold"; gold's own resolved contrasts carry no note; counts are right."""
+    from harness.evaluation.summary import findings
+
+    def row(arm, judge, verdict, gold=False):
+        r = {"arm": arm, "judge": judge, "verdict": f"{arm} ({judge}): {verdict}"}
+        if gold:
+            r["gold_diff (ci95)"] = "+0.100 [+0.010, +0.200]"
+        return r
+
+    better = "better than the initial policy at n=80 (CI [0.55, 0.70] excludes 0.5)"
+    same = "not distinguishable from the initial policy at n=80 (CI [0.45, 0.60] contains 0.5)"
+    rows = [row("a", "gold", better, True), row("b", "gold", same, True), row("a", "held", better), row("b", "held", better)]
+    out = findings(rows, [], [], {})
+    assert out[0] == "policy contrasts resolved (95% CI of the win rate excludes 0.5): 3 of 4"
+    assert out[1] == f"  a (gold): {better}"
+    assert out[2] == f"  a (held): {better} (gold agrees)"
+    assert out[3] == f"  b (held): {better} (NOT confirmed by gold: {same})"
+    assert "not resolved by gold (CI contains 0.5): b vs initial" in out
+    assert "  gold score difference a vs initial: +0.100 [+0.010, +0.200] (paired bootstrap; excludes 0)" in out

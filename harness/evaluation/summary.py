@@ -117,6 +117,70 @@ def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards:
     return out
 
 
+def source_rows(sources: dict, pairs: dict, arms: dict) -> list[dict]:
+    """Each source's labels against gold, on the pairs it labelled (stage 1 and/or its OAIF run):
+    accuracy = same verdict as gold / pairs gold decides (ties and unparsed wrong), Wilson 95%."""
+    from ..evaluation.validity import wilson
+
+    rows = []
+    where = [(f"initial-policy pairs ({n})", n, pairs[n]) for n in pairs]
+    where += [(f"{a['arm']} (its own samples)", a["source"], a["labels"]) for a in arms.values() if a.get("labels")]
+    for on, name, m in where:
+        src = sources[name]
+        if src.kind == "gold":
+            continue
+        n, k = int(m.get("judge/gold_decided", 0)), int(m.get("judge/gold_agree", 0))
+        row = {"source": name, "kind": src.kind, "annotator": f"{name}: {src.annotator}" + (f" + {src.instruction!r}" if src.instruction else ""), "pairs": on,
+               "n_labelled": int(m.get("judge/n_pairs", 0)), "n_gold_decided": n, "agree": k}
+        if n:
+            lo, hi = wilson(k, n)
+            row.update(accuracy=k / n, ci_low=lo, ci_high=hi,
+                       verdict=f"{name} labels agree with gold on {k}/{n} = {k / n:.2f} of the pairs gold decides "
+                               f"(95% Wilson CI [{lo:.2f}, {hi:.2f}]; " + (
+                                   "better than a coin)" if lo > 0.5 else "worse than a coin)" if hi < 0.5 else
+                                   "not distinguishable from a coin)") + f", on {on}")
+        rows.append(row)
+    return rows
+
+
+def judges_vs_gold(evaluation: dict) -> list[dict]:
+    """Each non-gold evaluation judge against the gold judge on the same eval comparisons (every arm
+    vs the initial policy, every head-to-head): on prompts gold decides, the share where the judge
+    gives gold's verdict (its tie counts as wrong), Wilson 95%; and its both-orders agreement."""
+    from ..evaluation.validity import wilson
+
+    def comparisons(ev):
+        return list(ev["evals"].values()) + list((ev.get("head_to_head") or {}).get("rows", []))
+
+    gold = next((j for j, ev in evaluation.items() if any("gold" in r for r in comparisons(ev))), None)
+    if gold is None:
+        return []
+    out = []
+    for judge, ev in evaluation.items():
+        if judge == gold:
+            continue
+        n = k = judged = consistent = 0
+        for g, r in zip(comparisons(evaluation[gold]), comparisons(ev)):
+            for gv, jv in zip(g.get("verdicts") or [], r.get("verdicts") or []):
+                if gv in ("A", "B"):
+                    n += 1
+                    k += gv == jv
+            m = r["n"] - (r.get("n_identical") or 0)
+            if r.get("consistency") == r.get("consistency") and r.get("consistency") is not None:
+                judged += m
+                consistent += round(r["consistency"] * m)
+        row = {"judge": judge, "reference": gold, "n_gold_decided": n, "agree": k}
+        if n:
+            lo, hi = wilson(k, n)
+            row.update(accuracy=k / n, ci_low=lo, ci_high=hi)
+        if judged:
+            clo, chi = wilson(consistent, judged)
+            row.update(consistency=consistent / judged, consistency_n=judged, consistency_ci_low=clo,
+                       consistency_ci_high=chi)
+        out.append(row)
+    return out
+
+
 def demo_summary(demo, budget, task: str, group: str, arms: dict, pairs: dict, evaluation: dict, kls: dict, cards: dict,
                  sources: list[dict], agreement: dict | None, judges_vs_gold: list[dict] | None = None) -> dict:
     """The `demo_summary` result: the study, its design, every table, and the findings in words."""

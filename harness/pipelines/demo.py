@@ -240,33 +240,6 @@ def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, 
     return info
 
 
-# -- feedback sources against the truth ---------------------------------------------------------------
-def source_rows(demo: DemoConfig, pairs: dict, arms: dict) -> list[dict]:
-    """Each source's labels against gold, on the pairs it labelled (stage 1 and/or its OAIF run):
-    accuracy = same verdict as gold / pairs gold decides (ties and unparsed wrong), Wilson 95%."""
-    from ..evaluation.validity import wilson
-
-    rows = []
-    where = [(f"initial-policy pairs ({n})", n, pairs[n]) for n in pairs]
-    where += [(f"{a['arm']} (its own samples)", a["source"], a["labels"]) for a in arms.values() if a.get("labels")]
-    for on, name, m in where:
-        src = demo.sources[name]
-        if src.kind == "gold":
-            continue
-        n, k = int(m.get("judge/gold_decided", 0)), int(m.get("judge/gold_agree", 0))
-        row = {"source": name, "kind": src.kind, "annotator": source_label(name, src), "pairs": on,
-               "n_labelled": int(m.get("judge/n_pairs", 0)), "n_gold_decided": n, "agree": k}
-        if n:
-            lo, hi = wilson(k, n)
-            row.update(accuracy=k / n, ci_low=lo, ci_high=hi,
-                       verdict=f"{name} labels agree with gold on {k}/{n} = {k / n:.2f} of the pairs gold decides "
-                               f"(95% Wilson CI [{lo:.2f}, {hi:.2f}]; " + (
-                                   "better than a coin)" if lo > 0.5 else "worse than a coin)" if hi < 0.5 else
-                                   "not distinguishable from a coin)") + f", on {on}")
-        rows.append(row)
-    return rows
-
-
 # -- evaluation ---------------------------------------------------------------------------------------
 def evaluate_arms(demo: DemoConfig, arms: dict, store: Store, group: str, say: Callable[[str], None]) -> dict:
     """Per evaluation judge: each arm vs the initial policy, and head-to-head (policies answer once)."""
@@ -289,44 +262,6 @@ def evaluate_arms(demo: DemoConfig, arms: dict, store: Store, group: str, say: C
             h2h = head_to_head(store, [i["run_id"] for i in trained.values()], judge, n=demo.evaluation.n,
                                sampling=sampling, home=store.home, cache=cache, name=f"{group}:head-to-head ({judge})")
         out[judge] = {"evals": evals, "head_to_head": h2h}
-    return out
-
-
-def judges_vs_gold(evaluation: dict) -> list[dict]:
-    """Each non-gold evaluation judge against the gold judge on the same eval comparisons (every arm
-    vs the initial policy, every head-to-head): on prompts gold decides, the share where the judge
-    gives gold's verdict (its tie counts as wrong), Wilson 95%; and its both-orders agreement."""
-    from ..evaluation.validity import wilson
-
-    def comparisons(ev):
-        return list(ev["evals"].values()) + list((ev.get("head_to_head") or {}).get("rows", []))
-
-    gold = next((j for j, ev in evaluation.items() if any("gold" in r for r in comparisons(ev))), None)
-    if gold is None:
-        return []
-    out = []
-    for judge, ev in evaluation.items():
-        if judge == gold:
-            continue
-        n = k = judged = consistent = 0
-        for g, r in zip(comparisons(evaluation[gold]), comparisons(ev)):
-            for gv, jv in zip(g.get("verdicts") or [], r.get("verdicts") or []):
-                if gv in ("A", "B"):
-                    n += 1
-                    k += gv == jv
-            m = r["n"] - (r.get("n_identical") or 0)
-            if r.get("consistency") == r.get("consistency") and r.get("consistency") is not None:
-                judged += m
-                consistent += round(r["consistency"] * m)
-        row = {"judge": judge, "reference": gold, "n_gold_decided": n, "agree": k}
-        if n:
-            lo, hi = wilson(k, n)
-            row.update(accuracy=k / n, ci_low=lo, ci_high=hi)
-        if judged:
-            clo, chi = wilson(consistent, judged)
-            row.update(consistency=consistent / judged, consistency_n=judged, consistency_ci_low=clo,
-                       consistency_ci_high=chi)
-        out.append(row)
     return out
 
 
@@ -386,7 +321,7 @@ def pandalm_agreement(demo: DemoConfig, store: Store, group: str) -> dict:
 def run_demo(config: str | Path, overrides: list[str], store: Store,
              say: Callable[[str], None] = lambda s: print(f"\n=== {s}", flush=True)) -> dict:
     """Run every stage, store the `demo_summary` result and return it (summary.demo_summary)."""
-    from ..evaluation.summary import demo_summary
+    from ..evaluation.summary import demo_summary, judges_vs_gold, source_rows
     from ..evaluation.validity import card_line
 
     t_start = time.perf_counter()
@@ -424,7 +359,7 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
         say("PandaLM human labels: every annotator's agreement with the human majority")
         agreement = pandalm_agreement(demo, store, group)
     summary = demo_summary(demo, budget, first.data.task, group, arms, pairs, evaluation, kls, cards,
-                           source_rows(demo, pairs, arms), agreement, judges_vs_gold(evaluation))
+                           source_rows(demo.sources, pairs, arms), agreement, judges_vs_gold(evaluation))
     summary["seconds"] = time.perf_counter() - t_start
     summary["judge_cards"] = {who: c.get("note") or card_line(c) for who, c in cards.items()}
     summary["result_id"] = store.add_result("demo_summary", summary, name=group,
