@@ -146,3 +146,21 @@ def test_findings_say_whether_gold_confirms_a_contrast_another_judge_resolves():
     assert out[3] == f"  b (held): {better} (NOT confirmed by gold: {same})"
     assert "not resolved by gold (CI contains 0.5): b vs initial" in out
     assert "  gold score difference a vs initial: +0.100 [+0.010, +0.200] (paired bootstrap; excludes 0)" in out
+
+
+def test_an_rlhf_arm_trains_a_reward_model_on_the_sources_labels_then_rloo(tmp_path, tiny_model, capsys, monkeypatch):
+    install_card_stub(monkeypatch)
+    home = tmp_path / "home"
+    over = [f"base.model.name={tiny_model}", "base.train.steps=1", "base.train.batch_size=4",
+            "base.train.checkpoint_every=0", "base.sampling.max_new_tokens=8", "arms=[rlhf_human]",
+            "reward_model.steps=1", "evaluation.judges=[gold]", "evaluation.n=4", "evaluation.max_new_tokens=8",
+            "agreement.pandalm=null"]
+    assert main(["--home", str(home), "demo", str(REPO / "configs" / "demo_cpu.yaml"), *over]) == 0
+    store = Store(home)
+    [demo] = store.results("demo_summary")
+    [arm] = demo["result"]["design"]
+    runs = {r["run_id"]: r for r in store.list_runs()}
+    assert runs[arm["run_id"]]["algo"] == "rlhf" and arm["timing"] == "rlhf" and arm["source"] == "human"
+    rm_runs = [r for r in runs.values() if r["algo"] == "reward_model"]
+    assert len(rm_runs) == 1 and rm_runs[0]["status"] == "done"
+    assert [r["arm"] for r in demo["result"]["rows"]] == ["rlhf_human"]

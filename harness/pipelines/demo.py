@@ -130,7 +130,8 @@ def source_label(name: str, src: Source) -> str:
 def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, group: str) -> dict[str, dict]:
     """One `sample_pairs` run: train.steps batches of two samples per prompt from the initial policy
     (the OAIF source's own sampling, no training), each batch labelled by every source in `names`.
-    Returns per source {path, pairs, gold: {decided, agree}, judge: summed judge metrics}."""
+    Returns per source {path (its pairs file), pairs (training pairs written), run_id, and the step
+    metrics summed over steps (`summed`: judge/n_pairs, judge/gold_decided, judge/gold_agree, ...)}."""
     import torch
     from accelerate import Accelerator
     from judges import make_label_fn
