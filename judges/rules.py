@@ -16,10 +16,8 @@ of its id and version (labels are cached by version).
 """
 from __future__ import annotations
 
-import math
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -34,37 +32,19 @@ def n_words(text: str) -> int:
     return len(text.split())
 
 
-# -- BLEU (sacrebleu-compatible in spirit: 13a-like tokens, 4-grams, brevity penalty, exp smoothing) --
-_TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# -- BLEU: sacrebleu's sentence BLEU (13a tokens, 4-grams, brevity penalty, exp smoothing), lowercased --
+BLEU_VERSION = "sacrebleu-13a-lc"  # part of rule:bleu's version: labels made by the hand-written BLEU are not reused
 
 
-def bleu_tokens(text: str) -> list[str]:
-    return _TOKEN_RE.findall(text.lower())
+def sentence_bleu(hypothesis: str, reference: str) -> float:
+    """Sentence BLEU in [0, 100] from sacrebleu (`sacrebleu.sentence_bleu`, lowercase): zero n-gram
+    matches are smoothed ('exp') and a hypothesis shorter than 4 tokens is averaged over the n-gram
+    orders it has, so short answers do not all score 0. Empty text scores 0."""
+    import sacrebleu
 
-
-def sentence_bleu(hypothesis: str, reference: str, max_n: int = 4) -> float:
-    """Sentence BLEU in [0, 100], as sacrebleu's sentence_bleu computes it: zero n-gram matches are
-    smoothed ('exp': the k-th empty precision counts as 1/2^k matches) and a hypothesis shorter than
-    4 tokens is averaged over the n-gram orders it has, so short answers do not all score 0."""
-    hyp, ref = bleu_tokens(hypothesis), bleu_tokens(reference)
-    if not hyp or not ref:
+    if not hypothesis.strip() or not reference.strip():
         return 0.0
-    log_p, k, order = 0.0, 1, 0
-    for n in range(1, max_n + 1):
-        h = Counter(tuple(hyp[i:i + n]) for i in range(len(hyp) - n + 1))
-        r = Counter(tuple(ref[i:i + n]) for i in range(len(ref) - n + 1))
-        total = sum(h.values())
-        if total == 0:  # hypothesis shorter than n: average over the orders it has (effective order)
-            break
-        order += 1
-        match = sum(min(c, r[g]) for g, c in h.items())
-        if match == 0:
-            k *= 2
-            log_p += math.log(1.0 / (k * total))
-        else:
-            log_p += math.log(match / total)
-    bp = 1.0 if len(hyp) > len(ref) else math.exp(1 - len(ref) / len(hyp))
-    return 100.0 * bp * math.exp(log_p / order)
+    return float(sacrebleu.sentence_bleu(hypothesis, [reference], lowercase=True).score)
 
 
 # -- the rules -----------------------------------------------------------------------------------
@@ -129,6 +109,8 @@ class RuleJudge:
 
     def __post_init__(self):
         ident, parts, config = f"rule:{self.spec}", ["rule", self.spec, RULES_VERSION], {"rule": self.spec}
+        if self.spec == "bleu":
+            parts.append(BLEU_VERSION)
         if self.prefer:
             from harness.evaluation.controllability import PROPERTIES
 

@@ -45,6 +45,7 @@ def test_sentence_bleu_values():
     # two tokens: effective order 2, brevity penalty exp(1 - 6/2)
     assert sentence_bleu("the cat", "the cat sat on the mat") == pytest.approx(100 * 2.718281828 ** -2, abs=1e-3)
     assert sentence_bleu("", "x") == 0.0
+    assert sentence_bleu("The Cat sat.", "the cat sat.") == pytest.approx(100.0)  # lowercased, as before sacrebleu
 
 
 @pytest.mark.parametrize("name, msg", [
