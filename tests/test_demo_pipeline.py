@@ -133,7 +133,7 @@ def test_findings_say_whether_gold_confirms_a_contrast_another_judge_resolves():
     def row(arm, judge, verdict, gold=False):
         r = {"arm": arm, "judge": judge, "verdict": f"{arm} ({judge}): {verdict}"}
         if gold:
-            r["gold_diff (ci95)"] = "+0.100 [+0.010, +0.200]"
+            r.update({"gold_diff (ci95)": "+0.100 [+0.010, +0.200]", "gold_diff_ci": [0.010, 0.200]})
         return r
 
     better = "better than the initial policy at n=80 (CI [0.55, 0.70] excludes 0.5)"

@@ -49,9 +49,9 @@ st.dataframe(pd.DataFrame(res["design"]), hide_index=True)
 st.markdown("#### Win rates")
 st.caption("win_rate: mean over prompts of win 1 / tie 0.5 / loss 0, each prompt judged in both orders; "
            "gold_diff: paired mean of the policy's minus the initial policy's gold score (0..2).")
-st.dataframe(rows.drop(columns=["verdict", "ci_low", "ci_high"], errors="ignore").round(3), hide_index=True)
+st.dataframe(rows.drop(columns=["verdict", "ci_low", "ci_high", "gold_diff_ci"], errors="ignore").round(3), hide_index=True)
 if not h2h.empty:
-    st.dataframe(h2h.drop(columns=["verdict", "ci_low", "ci_high"], errors="ignore").round(3), hide_index=True)
+    st.dataframe(h2h.drop(columns=["verdict", "ci_low", "ci_high", "gold_diff_ci"], errors="ignore").round(3), hide_index=True)
 
 st.markdown("#### Feedback sources against gold")
 sources = pd.DataFrame(res.get("sources", []))

@@ -260,16 +260,16 @@ def gold_metrics(gold, judgements: Sequence[Judgement]) -> dict:
             "judge/gold_accuracy": agree / len(decided) if decided else float("nan")}
 
 
-def task_gold(task_name: str, judge):
-    """The gold judge of a verifiable task, or None (no constraints, or the annotator IS the gold scorer)."""
+def task_gold(task, judge):
+    """The gold judge of a verifiable task (a loaded Task), or None (no constraints, or the annotator
+    IS the gold scorer)."""
     from judges.gold import make_gold_judge
 
     from ..evaluation.gold_eval import is_gold
-    from ..tasks import load_task
 
-    if judge is None or is_gold(judge) or not load_task(task_name).gold_rows():
+    if judge is None or is_gold(judge) or not task.gold_rows():
         return None
-    return make_gold_judge(task_name)
+    return make_gold_judge(str(task.directory))  # a path: tasks outside the package (tests) load too
 
 
 def prompt_row(prompt) -> dict:
@@ -308,6 +308,6 @@ def build(cfg, store, run_id, model, tokenizer, ref, home):
     label_fn = make_label_fn(judge, store, run_id)
     sampler = make_sampler(cfg.sampling, model, tokenizer, cfg.data, system=task.spec.system)
     source = OaifSource(cfg, store, run_id, sampler, label_fn, prompts, task_name=cfg.data.task,
-                        gold=task_gold(cfg.data.task, judge))
+                        gold=task_gold(task, judge))
     # the task's system prompt reaches the objective as it reached the sampler: same prompt tokens
     return source, PreferenceObjective(objective_config(cfg), system=task.spec.system)

@@ -24,7 +24,7 @@ def print_table_with_verdicts(rows: list[dict], title: str) -> None:
     """A table without its verdict column, then the CI footnote and one verdict line per row."""
     from ..evaluation.verdicts import ci_note
 
-    emit([{k: v for k, v in r.items() if k not in ("verdict", "run_id", "ci_low", "ci_high")} for r in rows], "table", title=title)
+    emit([{k: v for k, v in r.items() if k not in ("verdict", "run_id", "ci_low", "ci_high", "gold_diff_ci")} for r in rows], "table", title=title)
     print(ci_note())
     for r in rows:
         if r.get("verdict"):

@@ -4,11 +4,17 @@ arms, which contrasts the CIs resolve, and which judges to distrust (docs/validi
 from __future__ import annotations
 
 
-def _gold_diff(res: dict) -> str | None:
+def _gold_diff(res: dict) -> dict:
+    """{text column: '+m [lo, hi]', gold_diff_ci: [lo, hi]} for a gold-judged result, else {}."""
     d = (res.get("gold") or {}).get("diff")
     if not d or d.get("mean") is None or d["mean"] != d["mean"]:
-        return None
-    return f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]"
+        return {}
+    return {"text": f"{d['mean']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]", "gold_diff_ci": [d["ci_low"], d["ci_high"]]}
+
+
+def source_label(name: str, src) -> str:
+    """How a feedback source is named in every table: `<name>: <annotator>[ + 'instruction']`."""
+    return f"{name}: {src.annotator}" + (f" + {src.instruction!r}" if src.instruction else "")
 
 
 def arm_rows(arms: dict, evals: dict, judge: str, kls: dict | None = None) -> list[dict]:
@@ -24,8 +30,8 @@ def arm_rows(arms: dict, evals: dict, judge: str, kls: dict | None = None) -> li
                "ci95": ci_text(ev["ci_low"], ev["ci_high"]), "ci_low": ev["ci_low"], "ci_high": ev["ci_high"],
                "lc_win_rate (ci95)": lc_text(ev),
                "chars_policy": ev.get("mean_chars_policy"), "chars_initial": ev.get("mean_chars_baseline")}
-        if _gold_diff(ev):
-            row["gold_diff (ci95)"] = _gold_diff(ev)
+        if g := _gold_diff(ev):
+            row.update({"gold_diff (ci95)": g["text"], "gold_diff_ci": g["gold_diff_ci"]})
         kl = (kls or {}).get(arm) or {}
         if "kl_nats_per_seq" in kl:
             row["kl_nats_per_seq"] = kl["kl_nats_per_seq"]
@@ -46,8 +52,8 @@ def head_to_head_rows(h2h: dict, names: dict[str, str], judge: str = "") -> list
                "identical": r["n_identical"], "win_rate_a": r["win_rate"], "ci95": ci_text(r["ci_low"], r["ci_high"]),
                "ci_low": r["ci_low"], "ci_high": r["ci_high"],
                "lc_win_rate_a (ci95)": lc_text(r)}
-        if _gold_diff(r):
-            row["gold_diff_a (ci95)"] = _gold_diff(r)
+        if g := _gold_diff(r):
+            row.update({"gold_diff_a (ci95)": g["text"], "gold_diff_ci": g["gold_diff_ci"]})
         row["verdict"] = f"{a} ({judge}): " + verdict_line(r, b)
         out.append(row)
     return out
@@ -69,8 +75,7 @@ def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards:
     unresolved = [r for r in contrasts if "excludes 0.5" not in r["verdict"]]
     out = [f"policy contrasts resolved (95% CI of the win rate excludes 0.5): {len(resolved)} of {len(contrasts)}"
            + ("" if resolved else "; none at this budget")]
-    gold_judge = next((r["judge"] for r in rows + h2h_rows if r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")),
-                      None)
+    gold_judge = next((r["judge"] for r in rows + h2h_rows if r.get("gold_diff_ci")), None)
     gold_verdicts = {_contrast_name(r): r["verdict"] for r in rows + h2h_rows if r.get("judge") == gold_judge}
     for r in resolved:
         g = gold_verdicts.get(_contrast_name(r)) if r["judge"] != gold_judge else None
@@ -82,11 +87,10 @@ def findings(rows: list[dict], h2h_rows: list[dict], sources: list[dict], cards:
         by_judge.setdefault(r["judge"], []).append(_contrast_name(r))
     for judge, names in by_judge.items():
         out.append(f"not resolved by {judge} (CI contains 0.5): {', '.join(names)}")
-    gold_diffs = [r for r in rows + h2h_rows if r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")]
-    for r in gold_diffs:
-        text = r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")
-        lo, hi = (float(x) for x in text.split("[")[1].rstrip("]").split(","))
-        if lo > 0 or hi < 0:
+    for r in rows + h2h_rows:
+        lo, hi = r.get("gold_diff_ci") or (None, None)
+        if lo is not None and (lo > 0 or hi < 0):
+            text = r.get("gold_diff (ci95)") or r.get("gold_diff_a (ci95)")
             out.append(f"  gold score difference {_contrast_name(r)}: {text} (paired bootstrap; excludes 0)")
     for j in judges_vs_gold or []:
         if j.get("accuracy") is not None:
@@ -130,7 +134,7 @@ def source_rows(sources: dict, pairs: dict, arms: dict) -> list[dict]:
         if src.kind == "gold":
             continue
         n, k = int(m.get("judge/gold_decided", 0)), int(m.get("judge/gold_agree", 0))
-        row = {"source": name, "kind": src.kind, "annotator": f"{name}: {src.annotator}" + (f" + {src.instruction!r}" if src.instruction else ""), "pairs": on,
+        row = {"source": name, "kind": src.kind, "annotator": source_label(name, src), "pairs": on,
                "n_labelled": int(m.get("judge/n_pairs", 0)), "n_gold_decided": n, "agree": k}
         if n:
             lo, hi = wilson(k, n)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config, read_yaml_mapping
+from ..evaluation.summary import source_label
 from ..store import Store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,10 +123,6 @@ def judge_section(src: Source) -> dict:
     return {"judge": {"name": src.annotator, "instruction": src.instruction}}
 
 
-def source_label(name: str, src: Source) -> str:
-    return f"{name}: {src.annotator}" + (f" + {src.instruction!r}" if src.instruction else "")
-
-
 # -- stage 1: pairs sampled once from the initial policy, labelled by every offline source ------------
 def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, group: str) -> dict[str, dict]:
     """One `sample_pairs` run: train.steps batches of two samples per prompt from the initial policy
@@ -152,7 +149,8 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
     model, tok = load_model(cfg.model, store.home, for_training=False)
     source, _ = oaif.build(cfg, store, run_id, model, tok, None, store.home)
     task = load_task(cfg.data.task)
-    source.gold = make_gold_judge(cfg.data.task) if task.gold_rows() else None
+    if source.gold is None and task.gold_rows():  # the first source is the gold scorer itself: score the others
+        source.gold = make_gold_judge(cfg.data.task)
     device = str(pick_device(cfg.model.device))
     labellers = {}
     for name in names:
