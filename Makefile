@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOME_DIR ?= runs
 
-.PHONY: setup demo test test-fast browser-deps leaderboard bench clean
+.PHONY: setup demo study test test-fast browser-deps leaderboard bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ setup: $(BIN)/.installed
 
 demo: setup
 	$(BIN)/harness --home $(HOME_DIR) demo
+
+# the OAIF / robust-DPO papers' comparisons, 3 seeds, <= 60 min on 2 cores; run again to resume
+study: setup
+	$(BIN)/harness --home $(HOME_DIR) replicate
 
 test: setup browser-deps
 	$(BIN)/python -m pytest -q

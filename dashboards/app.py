@@ -14,6 +14,7 @@ st.set_page_config(page_title="Feedback harness", layout="wide")
 
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/replication.py", title="Replication", icon=":material/science:"),
     st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
     st.Page("views/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("views/controllability.py", title="Controllability", icon=":material/tune:"),

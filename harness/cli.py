@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("harness.commands.study", "studies: controllability of an annotator through OAIF"),
     "dashboard": ("harness.commands.dashboard", "open the Streamlit dashboards on the store"),
     "demo": ("harness.commands.demo", "the main job: OAIF vs offline DPO vs RLAIF on the embedded model"),
+    "replicate": ("harness.commands.replicate", "`make study`: the OAIF/robust-DPO papers' comparisons, 3 seeds, a verdict per cell"),
 }
 
 

@@ -247,3 +247,14 @@ def gold_accuracy_chart(df: pd.DataFrame, ceiling: dict | None = None,
     line = alt.Chart(c).mark_rule(color="orange", strokeWidth=2).encode(
         x="ceiling:Q", tooltip=["what", "ceiling", "ceiling_ci_low", "ceiling_ci_high"])
     return alt.layer(band, line, *chart.layer).properties(title=title, width=chart.width, height=chart.height)
+
+
+def replication_chart(df: pd.DataFrame, title: str = "Replication: a - b per contrast, mean over seeds (95% t CI)"):
+    """One panel per unit (gold points, characters): each contrast's paired difference with its CI,
+    colored by verdict (reproduced / not reproduced / not resolved), a dashed rule at 0.
+
+    Columns: `contrast`, `mean`, `unit`, `verdict`; optional `ci_low`, `ci_high`, `n` (seeds)."""
+    _need(df, ("contrast", "mean", "unit", "verdict"), "replication_chart")
+    panels = [_point_with_ci(part, "contrast", "mean", unit, f"a - b ({unit})", rule_at=0.0, color="verdict")
+              for unit, part in df.dropna(subset=["mean"]).groupby("unit", sort=False)]
+    return alt.hconcat(*panels).properties(title=title) if panels else alt.Chart(df).mark_text()

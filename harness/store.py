@@ -486,6 +486,17 @@ class Store:
         done = [p for p in root.glob("step-*") if (p / "COMPLETE").exists()]
         return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
+    def drop_optimizer_state(self, run_id: str) -> int:
+        """Delete the optimizer state of a DONE run's checkpoints (the weights stay, so it can still be
+        evaluated or used as init_from, not resumed). Returns the bytes freed."""
+        if self.get_run(run_id)["status"] != "done":
+            raise StoreError(f"run {run_id}: not done; its optimizer state is what a resume needs")
+        freed = 0
+        for f in self.checkpoints_dir(run_id).glob("step-*/optimizer.safetensors"):
+            freed += f.stat().st_size
+            f.unlink()
+        return freed
+
     @contextlib.contextmanager
     def writing_checkpoint(self, run_id: str, step: int, keep: int = 2) -> Iterator[Path]:
         """Yield a temp dir to fill; on success it is renamed into place and marked COMPLETE."""

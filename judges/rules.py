@@ -2,7 +2,7 @@
 
 Ids: `rule:shorter`, `rule:longer` (whitespace words), `rule:regex:<pattern>`, `rule:keyword:<word>`
 (whole word, case-insensitive), `rule:bleu` (sentence BLEU against the pair's reference answer,
-BLEUBERI-style), `rule:instructed[:<rule>]` (the positive control of controllability: see below).
+BLEUBERI-style), `rule:instructed[:<rule>|gold:<task>]` (the positive control of controllability: see below).
 Each rule scores one response; the pair verdict compares the two scores (equal scores: tie). A rule
 gives no probability (`p_a` is None): its verdict is a vote. A rule that cannot score (BLEU without
 a reference) gives `unparsed`, never a guess.
@@ -78,11 +78,18 @@ def _keyword(word: str) -> Scorer:
 
 
 def _instructed(base: str) -> Scorer:
-    """The base verdict of rule:instructed: rule:<base>'s scorer, or none (every pair a tie)."""
+    """The base verdict of rule:instructed: rule:<base>'s scorer, the gold scorer of a verifiable
+    task (`gold:<task>`: an instructed annotator whose content judgement is the truth), or none
+    (every pair a tie)."""
     if not base:
         return lambda prompt, response, reference: 0.0
     if base.partition(":")[0] == "instructed":
         raise ValueError("rule:instructed:<rule>: the base rule cannot itself be rule:instructed")
+    if base.startswith("gold:"):
+        from .gold import make_gold_judge
+
+        gold = make_gold_judge(base.partition(":")[2])
+        return lambda prompt, response, reference: gold.score([prompt], [response])[0]
     return make_rule_judge(base).scorer
 
 
@@ -111,6 +118,10 @@ class RuleJudge:
         ident, parts, config = f"rule:{self.spec}", ["rule", self.spec, RULES_VERSION], {"rule": self.spec}
         if self.spec == "bleu":
             parts.append(BLEU_VERSION)
+        if self.spec.startswith("instructed:gold:"):  # the gold scorer's version (its prompts file) too
+            from .gold import make_gold_judge
+
+            parts.append(make_gold_judge(self.spec.split(":", 2)[2]).annotator.version)
         if self.prefer:
             from harness.evaluation.controllability import PROPERTIES
 

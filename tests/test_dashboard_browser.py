@@ -30,6 +30,8 @@ pytestmark = [pytest.mark.browser,
 PAGES = [
     # the front page: the demo study, or the note that this store holds none yet
     ("", "Overview", '[data-testid="stVegaLiteChart"], [data-testid="stAlert"]'),
+    # the study's replication table, or the note that this store holds none yet
+    ("replication", "Replication", '[data-testid="stVegaLiteChart"], [data-testid="stAlert"]'),
     ("leaderboard", "Leaderboard", '[data-testid="stVegaLiteChart"]'),
     ("training", "Training", '[data-testid="stVegaLiteChart"]'),
     ("controllability", "Controllability", '[data-testid="stVegaLiteChart"]'),

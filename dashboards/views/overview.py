@@ -76,7 +76,8 @@ for who, line in res.get("judge_cards", {}).items():
     common.plain(line)
 
 st.markdown("#### In detail")
-for path, label, icon in (("views/training.py", "Training: loss, length and labels per step of each arm", "show_chart"),
+for path, label, icon in (("views/replication.py", "Replication: `make study`, the papers' comparisons over 3 seeds", "science"),
+                          ("views/training.py", "Training: loss, length and labels per step of each arm", "show_chart"),
                           ("views/gold.py", "Annotators vs gold: every annotator on shared pairs", "rule"),
                           ("views/validity.py", "Judge validity: the cards with their CIs", "verified"),
                           ("views/annotators.py", "Annotators: agreement with the PandaLM human majority", "groups"),

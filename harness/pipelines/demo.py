@@ -179,6 +179,8 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
                                    ensure_ascii=False) + "\n")
         result[name] = {"path": str(path), "pairs": len(got["examples"]), "run_id": run_id,
                         **summed(got["metrics"])}
+    # read back by a study that resumes (pipelines/study.py: the pairs of a seed are sampled once)
+    (store.run_dir(run_id) / "pairs.json").write_text(json.dumps(result))
     store.set_run_status(run_id, "done")
     return result
 
@@ -210,29 +212,46 @@ def online_gold_counts(store: Store, run_id: str) -> dict:
 
 
 # -- the arms -----------------------------------------------------------------------------------------
-def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, pairs: dict) -> dict:
+def run_or_resume(cfg: RunConfig, store: Store, group: str, run_id: str | None = None) -> tuple[str, dict]:
+    """`execute` the run; with a `run_id` that exists: reuse it when done, else resume it from its
+    newest checkpoint (a study killed mid-run picks up where it stopped)."""
     from ..commands.train import execute
 
-    timing, name = parse_arm(arm, demo.sources)
-    src = demo.sources[name]
+    if run_id and store.has_run(run_id):
+        if store.get_run(run_id)["status"] == "done" and store.latest_checkpoint(run_id) is not None:
+            return run_id, {"reused": True}
+        cfg.resume = True
+    run_id, final, _ = execute(cfg, store, run_id=run_id, group=group)
+    return run_id, final
+
+
+def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, pairs: dict,
+              extra: dict | None = None, name: str | None = None, run_id: str | None = None) -> dict:
+    """Train one arm. `extra`: run-config sections applied last (a study's loss.kind, ...); `name` and
+    `run_id` (a study's fixed ids, so that it resumes) default to `<demo>-<arm>` and a new id."""
+    timing, source_name = parse_arm(arm, demo.sources)
+    src = demo.sources[source_name]
+    name = name or f"{demo.name}-{arm}"
+    extra = extra or {}
     t = time.perf_counter()
-    info = {"arm": arm, "timing": timing, "source": name, "source_kind": src.kind,
-            "annotator": source_label(name, src)}
-    if timing in ("offline", "rlhf") and not pairs[name]["pairs"]:
-        return {**info, "skipped": f"source {name} decided none of the {pairs[name]['judge/n_pairs']} sampled pairs"}
+    info = {"arm": arm, "timing": timing, "source": source_name, "source_kind": src.kind,
+            "annotator": source_label(source_name, src)}
+    if timing in ("offline", "rlhf") and not pairs[source_name]["pairs"]:
+        return {**info, "skipped": f"source {source_name} decided none of the "
+                                   f"{pairs[source_name]['judge/n_pairs']} sampled pairs"}
     if timing == "offline":
-        cfg = arm_config(base, "dpo", f"{demo.name}-{arm}", src.base, {"data": {"path": pairs[name]["path"]}})
+        cfg = arm_config(base, "dpo", name, src.base, {"data": {"path": pairs[source_name]["path"]}}, extra)
     elif timing == "oaif":
-        cfg = arm_config(base, "oaif", f"{demo.name}-{arm}", src.base, judge_section(src))
+        cfg = arm_config(base, "oaif", name, src.base, judge_section(src), extra)
     else:
-        rm_cfg = arm_config(base, "reward_model", f"{demo.name}-{arm}-rm", src.base,
-                            {"data": {"path": pairs[name]["path"]},
+        rm_cfg = arm_config(base, "reward_model", f"{name}-rm", src.base,
+                            {"data": {"path": pairs[source_name]["path"]},
                              "train": {"steps": demo.reward_model.steps, "lr": demo.reward_model.lr}})
-        rm_run, rm_final, _ = execute(rm_cfg, store, group=group)
+        rm_run, rm_final = run_or_resume(rm_cfg, store, group, f"{run_id}-rm" if run_id else None)
         info["reward_model"] = {"run_id": rm_run, **{k: v for k, v in rm_final.items() if k.startswith("eval/")}}
-        cfg = arm_config(base, "rlhf", f"{demo.name}-{arm}", {"rl": {
-            "method": "rloo", "k": demo.rl.k, "kl_coef": demo.rl.kl_coef, "reward_model": f"rm:{rm_run}"}})
-    run_id, final, _ = execute(cfg, store, group=group)
+        cfg = arm_config(base, "rlhf", name, {"rl": {
+            "method": "rloo", "k": demo.rl.k, "kl_coef": demo.rl.kl_coef, "reward_model": f"rm:{rm_run}"}}, extra)
+    run_id, final = run_or_resume(cfg, store, group, run_id)
     info.update(run_id=run_id, final=final, seconds=time.perf_counter() - t)
     if timing == "oaif":
         info["labels"] = online_gold_counts(store, run_id)
