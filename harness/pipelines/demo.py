@@ -87,6 +87,12 @@ def parse_arm(arm: str, sources: dict, where: str = "arms") -> tuple[str, str]:
     return timing, source
 
 
+def offline_sources(arms: list[str], sources: dict) -> list[str]:
+    """The sources whose labels some arm needs on pairs sampled once (offline and rlhf arms), in order."""
+    timed = [parse_arm(a, sources) for a in arms]
+    return list(dict.fromkeys(source for timing, source in timed if timing in ("offline", "rlhf")))
+
+
 def load_demo_config(path: str | Path, overrides: list[str]) -> tuple[DemoConfig, dict]:
     """(DemoConfig, base run-config dict). `base.train.steps=2`-style overrides work too."""
     path = Path(path)
@@ -349,8 +355,7 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
     budget = first.train
     say(f"demo {group}: {len(demo.arms)} arms ({', '.join(demo.arms)}) x {budget.steps} steps x "
         f"{budget.batch_size} prompts, home {store.home}")
-    offline = [s for s in dict.fromkeys(parse_arm(a, demo.sources)[1] for a in demo.arms
-                                        if parse_arm(a, demo.sources)[0] in ("offline", "rlhf"))]
+    offline = offline_sources(demo.arms, demo.sources)
     pairs = {}
     if offline:
         say(f"sample pairs once from the initial policy; label them with {', '.join(offline)}")

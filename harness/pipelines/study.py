@@ -18,7 +18,6 @@ stay): 30+ runs x 1.1 GB of AdamW state would not fit on a laptop disk.
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,8 @@ from typing import Callable
 from ..config import ConfigError, RunConfig, _build, apply_overrides, read_yaml_mapping
 from ..evaluation import replication
 from ..store import Store
-from .demo import DemoConfig, RewardStage, RLStage, Source, _merged, arm_config, parse_arm, sample_once, train_arm
+from .demo import (DemoConfig, RewardStage, RLStage, Source, _merged, arm_config, offline_sources, parse_arm,
+                   sample_once, train_arm)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "study_cpu.yaml"
@@ -105,17 +105,12 @@ def load_study_config(path: str | Path, overrides: list[str]) -> tuple[StudyConf
     return study, base
 
 
-def offline_sources(study: StudyConfig) -> list[str]:
-    return list(dict.fromkeys(parse_arm(a.arm, study.sources)[1] for a in study.arms.values()
-                              if parse_arm(a.arm, study.sources)[0] in ("offline", "rlhf")))
-
-
 def as_demo(study: StudyConfig, base: dict, seed: int) -> DemoConfig:
     """The demo machinery's view of one seed of the study (sample_once / train_arm read these); its
     name, that of the seed's pairs run, carries a hash of what the pairs depend on."""
     from ..records import content_hash
 
-    tag = content_hash(json.dumps([base, {n: study.sources[n].__dict__ for n in offline_sources(study)}],
+    tag = content_hash(json.dumps([base, {n: study.sources[n].__dict__ for n in offline_sources([a.arm for a in study.arms.values()], study.sources)}],
                                   sort_keys=True, default=str), n=6)
     return DemoConfig(name=f"{study.name}-s{seed}-{tag}", sources=study.sources,
                       arms=[a.arm for a in study.arms.values()], reward_model=study.reward_model, rl=study.rl)
@@ -137,15 +132,19 @@ def arm_hash(study: StudyConfig, base: dict, name: str) -> str:
                                    sort_keys=True, default=str), n=12)
 
 
-def cells_done(store: Store, group: str, hashes: dict[str, str] | None = None) -> dict[tuple[str, int], dict]:
-    """(arm, seed) -> the newest stored study_cell of this group (with `hashes`: only cells whose
-    arm_hash matches, i.e. computed under the same config)."""
-    out = {}
+def cells_done(store: Store, group: str, hashes: dict[str, str]) -> tuple[dict[tuple[str, int], dict], int]:
+    """((arm, seed) -> the newest stored study_cell of this group computed under the same config, i.e.
+    whose arm_hash matches; the number of this group's cells that do not match)."""
+    out, stale = {}, 0
     for r in store.results("study_cell"):
         c = r["result"]
-        if c.get("group") == group and (hashes is None or hashes.get(c["arm"]) == c.get("arm_hash")):
+        if c.get("group") != group:
+            continue
+        if hashes.get(c["arm"]) == c.get("arm_hash"):
             out[(c["arm"], c["seed"])] = c
-    return out
+        else:
+            stale += 1
+    return out, stale
 
 
 def pairs_for_seed(study: StudyConfig, base: dict, seed: int, store: Store, group: str) -> dict:
@@ -155,7 +154,7 @@ def pairs_for_seed(study: StudyConfig, base: dict, seed: int, store: Store, grou
         done = store.run_dir(r["run_id"]) / "pairs.json"
         if r["algo"] == "sample_pairs" and r["name"] == f"{demo.name}-pairs" and r["status"] == "done" and done.exists():
             return json.loads(done.read_text())
-    offline = offline_sources(study)
+    offline = offline_sources([a.arm for a in study.arms.values()], study.sources)
     return sample_once(demo, seed_base(base, seed), offline, store, group) if offline else {}
 
 
@@ -229,8 +228,7 @@ def run_study(config: str | Path, overrides: list[str], store: Store, group: str
     study, base = load_study_config(config, overrides)
     group = group or study.name
     hashes = {name: arm_hash(study, base, name) for name in study.arms}
-    done = cells_done(store, group, hashes)
-    stale = len(cells_done(store, group)) - len(done)
+    done, stale = cells_done(store, group, hashes)
     if stale:
         say(f"{stale} stored cells of {group} were computed under another config: not reused (use another --group "
             "to keep both)")
@@ -267,6 +265,6 @@ def write_outputs(summary: dict, out_dir: Path) -> dict[str, Path]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "study.json", "markdown": out_dir / "study.md"}
-    paths["json"].write_text(json.dumps(copy.deepcopy(summary), indent=1, default=str))
+    paths["json"].write_text(json.dumps(summary, indent=1, default=str))
     paths["markdown"].write_text(markdown(summary))
     return paths
