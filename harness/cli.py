@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("harness.commands.eval", "win rate of a policy against a baseline, with CIs"),
     "leaderboard": ("harness.commands.leaderboard", "Bradley-Terry ratings from pairwise labels"),
     "leaderboard-run": ("harness.commands.leaderboard_run", "judge a benchmark's model answers pairwise, then Bradley-Terry"),
+    "export": ("harness.commands.export", "pairs and labels as a Hugging Face dataset: TRL preference format or every label"),
     "agreement": ("harness.commands.agreement", "annotator agreement with a reference, position and length bias"),
     "validity": ("harness.commands.validity", "a judge's validity card: position/length bias, agreement with humans"),
     "study": ("harness.commands.study", "studies: controllability of an annotator through OAIF"),

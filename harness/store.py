@@ -375,6 +375,12 @@ class Store:
                           " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id",
                           (run_id, step, annotator_id, version))
 
+    def label_provenance(self, label_ids: Sequence[int]) -> dict[int, dict]:
+        """label_id -> {raw_output, run_id, step, created_at}: what an export carries beside the frame."""
+        rows = self._query_in("SELECT label_id, raw_output, run_id, step, created_at FROM labels"
+                              " WHERE label_id IN ({marks})", [int(i) for i in label_ids])
+        return {r["label_id"]: r for r in rows}
+
     def pair_items(self, pair_ids: Sequence[str]) -> dict[str, str]:
         """The dataset item each pair stands for, where imported labels name exactly one (e.g.
         'pandalm:17'). A pair that stands for several items (two records with identical texts) keeps

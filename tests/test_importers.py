@@ -25,7 +25,7 @@ def per_annotator(report):
 
 def test_one_table_lists_every_format():
     assert set(IMPORTERS) == {"hh-rlhf", "pandalm", "llmbar", "llmeval2", "mtbench-human", "arena",
-                              "summarize-feedback", "generic"}
+                              "summarize-feedback", "generic", "hf"}
 
 
 # -- the four shared datasets ----------------------------------------------------------------------

@@ -181,6 +181,14 @@ def _human_counts(items: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(columns=list(CATS), fill_value=0)
 
 
+def human_majority(items: pd.DataFrame) -> pd.DataFrame:
+    """Per item (rows of per_item_verdicts): the unique plurality of the human annotators' verdicts
+    (None where the top is shared) and how many human verdicts it came from."""
+    counts = _human_counts(items)
+    return pd.DataFrame({"item": counts.index, "verdict": _plurality(counts.to_numpy()),
+                         "n_votes": counts.sum(axis=1).to_numpy()})
+
+
 def reference_annotators(items: pd.DataFrame, reference: str) -> list[str]:
     """The annotators that form the reference and so get no agreement row of their own."""
     names = sorted(items["annotator"].unique())

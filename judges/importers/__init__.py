@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import arena, generic, hh_rlhf, llmbar, llmeval2, mtbench_human, pandalm, summarize_feedback
+from . import arena, generic, hf, hh_rlhf, llmbar, llmeval2, mtbench_human, pandalm, summarize_feedback
 from .common import LabelImportError
 
 # format name -> reader(path, **options) -> Iterator[(Pair, Label)]. New formats go here and nowhere else.
@@ -25,6 +25,7 @@ IMPORTERS: dict[str, Callable[..., Iterator]] = {
     "arena": arena.read,
     "summarize-feedback": summarize_feedback.read,
     "generic": generic.read,
+    "hf": hf.read,
 }
 
 

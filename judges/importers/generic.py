@@ -26,7 +26,7 @@ second import of the same file add nothing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from harness.records import ANNOTATOR_KINDS, Annotator, Pair
 
@@ -40,10 +40,15 @@ BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": 
 
 def read(path: str | Path, **_) -> Iterator:
     path = Path(path)
+    return read_records(path, iter_records(path))
+
+
+def read_records(path: Path, records: Iterable[tuple[str, dict]]) -> Iterator:
+    """The rows of one source (`where`, record) as (pair, label); `path` names it in errors and ids."""
     default_annotator = f"generic:{path.name.split('.')[0]}"
     annotators: dict[tuple, Annotator] = {}
     seen: dict[tuple, str] = {}
-    for where, rec in iter_records(path):
+    for where, rec in records:
         f = Fields(path, where, rec)
         label = f.get("label", str)
         if label.strip().lower() not in LABELS:
