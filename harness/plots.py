@@ -249,12 +249,18 @@ def gold_accuracy_chart(df: pd.DataFrame, ceiling: dict | None = None,
     return alt.layer(band, line, *chart.layer).properties(title=title, width=chart.width, height=chart.height)
 
 
-def replication_chart(df: pd.DataFrame, title: str = "Replication: a - b per contrast, mean over seeds (95% t CI)"):
-    """One panel per unit (gold points, characters): each contrast's paired difference with its CI,
+def replication_panels(df: pd.DataFrame) -> list:
+    """One chart per unit (gold points, characters): each contrast's paired difference with its CI,
     colored by verdict (reproduced / not reproduced / not resolved), a dashed rule at 0.
 
     Columns: `contrast`, `mean`, `unit`, `verdict`; optional `ci_low`, `ci_high`, `n` (seeds)."""
     _need(df, ("contrast", "mean", "unit", "verdict"), "replication_chart")
-    panels = [_point_with_ci(part, "contrast", "mean", unit, f"a - b ({unit})", rule_at=0.0, color="verdict")
-              for unit, part in df.dropna(subset=["mean"]).groupby("unit", sort=False)]
-    return alt.hconcat(*panels).properties(title=title) if panels else alt.Chart(df).mark_text()
+    return [_point_with_ci(part, "contrast", "mean", unit, f"a - b ({unit})", rule_at=0.0, color="verdict")
+            for unit, part in df.dropna(subset=["mean"]).groupby("unit", sort=False)]
+
+
+def replication_chart(df: pd.DataFrame, title: str = "Replication: a - b per contrast, mean over seeds (95% t CI)"):
+    """The replication_panels stacked in one chart (for export; the dashboard draws each panel at the
+    page's width, since a concatenated chart keeps fixed panel widths and overflows)."""
+    panels = replication_panels(df)
+    return alt.vconcat(*panels).properties(title=title) if panels else alt.Chart(df).mark_text()

@@ -73,6 +73,16 @@ def test_training_curves_overlay_runs_one_panel_per_metric():
     assert len(rows) == 2 * 5 * 2 and {r["run_id"] for r in rows} == {"a", "b"}
 
 
+def test_replication_chart_stacks_one_panel_per_unit():
+    df = pd.DataFrame({"contrast": ["online vs offline", "shorter: length", "shorter: quality"],
+                       "mean": [0.1, -27.0, -0.3], "ci_low": [-0.2, -78.0, -0.7], "ci_high": [0.4, 24.0, 0.1],
+                       "unit": ["gold points", "characters", "gold points"], "verdict": ["not resolved"] * 3})
+    spec = plots.replication_chart(df).to_dict()
+    assert len(spec["vconcat"]) == 2 and "hconcat" not in spec
+    shown = {v for r in _rows(plots.replication_chart(df)) for v in r.values()}
+    assert set(df["contrast"]) <= shown and {-27.0, 0.1, -0.3} <= shown
+
+
 def test_controllability_charts():
     steps = pd.DataFrame({"instruction": ["short"] * 3 + ["long"] * 3, "step": [1, 2, 3] * 2,
                           "mean_length": [50, 45, 40, 50, 55, 60], "pref_shorter": [0.9] * 3 + [0.1] * 3})

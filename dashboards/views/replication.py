@@ -23,7 +23,9 @@ st.caption(f"{len(res['arms'])} arms x {len(res['seeds'])} seeds ({', '.join(map
            f"prompts ({ev['sampling']}) · {res['method']} · {res.get('seconds_all_cells', 0) / 60:.1f} min of cells")
 
 contrasts = pd.DataFrame(res["contrasts"])
-common.chart(plots.replication_chart(contrasts))
+st.markdown("#### Each contrast: a - b, mean over seeds (95% t CI)")
+for panel in plots.replication_panels(contrasts):  # one per unit, each at the page's width
+    common.chart(panel)
 st.markdown("#### The table")
 st.caption("measured = a - b, the per-seed paired difference, mean over seeds [95% t CI]; verdict against the "
            "paper's claim: reproduced (CI on the claimed side), not reproduced (CI on the other side), not resolved.")
