@@ -216,13 +216,21 @@ def dir_input(fmt, tmp_path):
     return root
 
 
-@pytest.mark.parametrize("fmt", sorted(IMPORTERS))
+@pytest.mark.parametrize("fmt", sorted(set(IMPORTERS) - {"hf"}))  # hf reads a folder: its own test below
 def test_a_directory_given_as_a_file_is_a_clear_error(fmt, tmp_path, capsys):
     path = dir_input(fmt, tmp_path)
     with pytest.raises(LabelImportError, match="is a directory; expected a file"):
         read_labels(fmt, path)
     assert main(["--home", str(tmp_path / "home"), "import-labels", "--format", fmt, str(path)]) == 2
     one_line_error(capsys, "is a directory")
+
+
+def test_a_folder_that_is_no_saved_dataset_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LabelImportError, match="empty: file: not a saved dataset"):
+        read_labels("hf", tmp_path / "empty")
+    assert main(["--home", str(tmp_path / "home"), "import-labels", "--format", "hf", str(tmp_path / "empty")]) == 2
+    one_line_error(capsys, "not a saved dataset")
 
 
 def test_truncated_and_corrupt_gz(tmp_path, shared_data):
