@@ -254,13 +254,7 @@ def replication_panels(df: pd.DataFrame) -> list:
     colored by verdict (reproduced / not reproduced / not resolved), a dashed rule at 0.
 
     Columns: `contrast`, `mean`, `unit`, `verdict`; optional `ci_low`, `ci_high`, `n` (seeds)."""
-    _need(df, ("contrast", "mean", "unit", "verdict"), "replication_chart")
+    _need(df, ("contrast", "mean", "unit", "verdict"), "replication_panels")
     return [_point_with_ci(part, "contrast", "mean", unit, f"a - b ({unit})", rule_at=0.0, color="verdict")
             for unit, part in df.dropna(subset=["mean"]).groupby("unit", sort=False)]
 
-
-def replication_chart(df: pd.DataFrame, title: str = "Replication: a - b per contrast, mean over seeds (95% t CI)"):
-    """The replication_panels stacked in one chart (for export; the dashboard draws each panel at the
-    page's width, since a concatenated chart keeps fixed panel widths and overflows)."""
-    panels = replication_panels(df)
-    return alt.vconcat(*panels).properties(title=title) if panels else alt.Chart(df).mark_text()

@@ -73,13 +73,13 @@ def test_training_curves_overlay_runs_one_panel_per_metric():
     assert len(rows) == 2 * 5 * 2 and {r["run_id"] for r in rows} == {"a", "b"}
 
 
-def test_replication_chart_stacks_one_panel_per_unit():
+def test_replication_panels_one_per_unit():
     df = pd.DataFrame({"contrast": ["online vs offline", "shorter: length", "shorter: quality"],
                        "mean": [0.1, -27.0, -0.3], "ci_low": [-0.2, -78.0, -0.7], "ci_high": [0.4, 24.0, 0.1],
                        "unit": ["gold points", "characters", "gold points"], "verdict": ["not resolved"] * 3})
-    spec = plots.replication_chart(df).to_dict()
-    assert len(spec["vconcat"]) == 2 and "hconcat" not in spec
-    shown = {v for r in _rows(plots.replication_chart(df)) for v in r.values()}
+    panels = plots.replication_panels(df)
+    assert len(panels) == 2 and [p.to_dict()["title"] for p in panels] == ["gold points", "characters"]
+    shown = {v for p in panels for r in _rows(p) for v in r.values()}
     assert set(df["contrast"]) <= shown and {-27.0, 0.1, -0.3} <= shown
 
 

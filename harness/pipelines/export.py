@@ -91,20 +91,14 @@ def _record_id(item: str, dataset) -> str:
 
 
 def long_rows(frame: pd.DataFrame) -> list[dict]:
+    from ..evaluation.frames import to_records
+
     out = []
-    for r in frame.to_dict(orient="records"):
+    for r in to_records(frame):  # NaN -> None, numpy scalars -> Python
         row = {**r, "label": r["verdict"], "annotator": r["annotator_id"], "annotator_kind": r["kind"],
-               "p_a": None if pd.isna(r["p_a"]) else float(r["p_a"]),
-               "step": None if pd.isna(r["step"]) else int(r["step"]), "label_id": int(r["label_id"]),
-               "order_known": bool(r["order_known"])}
-        out.append({c: _plain(row.get(c)) for c in LONG_COLUMNS})
+               "step": None if r["step"] is None else int(r["step"]), "order_known": bool(r["order_known"])}
+        out.append({c: row.get(c) for c in LONG_COLUMNS})
     return out
-
-
-def _plain(v):
-    if v is None or (isinstance(v, float) and pd.isna(v)):
-        return None
-    return v.item() if hasattr(v, "item") else v
 
 
 def item_verdicts(frame: pd.DataFrame, label_source: str, both_orders: bool = False) -> pd.DataFrame:
@@ -168,7 +162,7 @@ def trl_rows(frame: pd.DataFrame, label_source: str, both_orders: bool = False,
                                         [{"role": "assistant", "content": rejected}])
         m = meta.loc[v["item"]]
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "item": v["item"],
-                     "pair_id": v["pair_id"], "dataset": _plain(m["dataset"]), "subset": _plain(m["subset"]),
+                     "pair_id": v["pair_id"], "dataset": m["dataset"], "subset": m["subset"],
                      "label_source": label_source, "n_votes": int(v["n_votes"])})
     return rows, {"items": len(verdicts), "exported": len(rows), "dropped": dropped}
 

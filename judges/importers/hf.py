@@ -13,7 +13,7 @@ from .common import LabelImportError, _checked
 
 
 def _rows(path: Path) -> Iterator[tuple[str, dict]]:
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import DatasetDict, load_from_disk
 
     if not path.is_dir():
         raise LabelImportError(path, "file", None, "expected a folder written by Dataset.save_to_disk "
@@ -24,7 +24,6 @@ def _rows(path: Path) -> Iterator[tuple[str, dict]]:
         raise LabelImportError(path, "file", None, f"not a saved dataset ({e})") from None
     parts = ds.items() if isinstance(ds, DatasetDict) else [("", ds)]
     for split, part in parts:
-        assert isinstance(part, Dataset)
         for i, rec in enumerate(part):
             yield _checked(path, f"{split + ' ' if split else ''}row {i}", rec)
 
