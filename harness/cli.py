@@ -1,7 +1,8 @@
 """`harness` command line. Each command lives in its own module, listed in ONE table below.
 
 A command module defines `add_arguments(parser)` and `run(args) -> int`. Global flags: `--home`
-(the harness home, also HARNESS_HOME, default ./runs) and `--format table|json`.
+(the harness home, also HARNESS_HOME, default ./runs), `--store URL` (the database, also HARNESS_STORE:
+SQLite by default, or PostgreSQL) and `--format table|json`.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "study": ("harness.commands.study", "studies: controllability of an annotator through OAIF"),
     "dashboard": ("harness.commands.dashboard", "open the Streamlit dashboards on the store"),
     "demo": ("harness.commands.demo", "the main job: OAIF vs offline DPO vs RLAIF on the embedded model"),
+    "raters": ("harness.commands.raters", "raters of a shared store: add, passwd, list, overlap (the Label page's logins)"),
     "replicate": ("harness.commands.replicate", "`make study`: the OAIF/robust-DPO papers' comparisons, 3 seeds, a verdict per cell"),
 }
 
@@ -33,12 +35,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--home", default=None, help="harness home (default: $HARNESS_HOME or ./runs)")
+    parser.add_argument("--store", default=None, metavar="URL",
+                        help="the label store's database: sqlite:///path or postgresql://user:pass@host/db "
+                             "(default: $HARNESS_STORE, else <home>/harness.db)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         # Global flags are accepted after the command too (`harness runs --format json`).
         p.add_argument("--home", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--store", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.add_argument("--format", choices=("table", "json"), default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         if only is None or only == name:
             try:
@@ -57,7 +63,7 @@ def _command_name(argv: list[str]) -> str | None:
     for a in argv:
         if skip:
             skip = False
-        elif a in ("--home", "--format"):
+        elif a in ("--home", "--store", "--format"):
             skip = True
         elif not a.startswith("-"):
             return a if a in COMMANDS else None
@@ -77,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.home is not None:
         os.environ["HARNESS_HOME"] = args.home
+    if args.store is not None:  # through the environment: every Store, subprocess and dashboard sees it
+        os.environ["HARNESS_STORE"] = args.store
     from .config import ConfigError
     from .store import StoreError
 

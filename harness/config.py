@@ -77,6 +77,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     eval_every: int = 0  # 0: only at the end
     keep_checkpoints: int = 2
+    report_to: list[str] = field(default_factory=list)  # experiment trackers: tensorboard | mlflow | wandb (harness/trackers.py)
 
 
 @dataclass
@@ -330,6 +331,11 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
             else "must be >= 1")
     if cfg.rl.ppo_epochs < 1:
         bad("rl.ppo_epochs", "must be >= 1")
+    from .trackers import TRACKERS
+
+    for name in cfg.train.report_to:
+        if name not in TRACKERS:
+            bad("train.report_to", f"{name!r} is not a tracker; known: {', '.join(TRACKERS)}")
     if cfg.sampling.backend not in ("transformers", "vllm"):
         bad("sampling.backend", "must be transformers or vllm")
     if not 0.0 <= cfg.judge.min_consistency <= 1.0:

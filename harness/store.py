@@ -3,6 +3,7 @@
 Layout under the harness home (`--home`, `HARNESS_HOME`, default `./runs`):
 
     <home>/harness.db            SQLite (WAL): runs, metrics, pairs, samples, labels, results
+                                 (or a PostgreSQL server: --store URL / HARNESS_STORE, store_backends.py)
     <home>/<run_id>/config.yaml  the resolved config of the run
     <home>/<run_id>/env.json     package versions, git commit, host
     <home>/<run_id>/checkpoints/step-<N>/  safetensors weights + trainer state (atomic rename)
@@ -22,7 +23,6 @@ import random
 import re
 import secrets
 import shutil
-import sqlite3
 import subprocess
 import time
 from dataclasses import asdict
@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from .records import Annotator, Label, Pair, content_hash
+from .store_backends import BackendError, open_backend
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_HOME = "runs"
 
 _SCHEMA = """
@@ -84,8 +85,34 @@ CREATE INDEX IF NOT EXISTS results_kind ON results(kind);
 """
 
 
+# version -> the DDL that brings a store from the version before it; a store of any older version is
+# migrated when it is opened (the base _SCHEMA is version 1). Every statement is idempotent, so two
+# processes opening an old store at once both succeed.
+MIGRATIONS = {
+    2: """
+CREATE TABLE IF NOT EXISTS raters (
+  rater_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, password_hash TEXT NOT NULL,
+  role TEXT NOT NULL DEFAULT 'rater', created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS label_changes (
+  change_id INTEGER PRIMARY KEY AUTOINCREMENT, label_id INTEGER NOT NULL REFERENCES labels(label_id),
+  rater_id TEXT NOT NULL, old_verdict TEXT NOT NULL, new_verdict TEXT NOT NULL, old_p_a REAL, new_p_a REAL,
+  changed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS label_changes_label ON label_changes(label_id);
+CREATE INDEX IF NOT EXISTS labels_kind_pair ON labels(annotator_kind, pair_id);
+""",
+}
+
+
 class StoreError(RuntimeError):
     pass
+
+
+# column order of the tables that upsert (the VALUES of add_samples / log_metrics)
+_METRICS_COLUMNS = ("run_id", "step", "split", "data_json", "created_at")
+_SAMPLES_COLUMNS = ("sample_id", "run_id", "step", "prompt", "response", "policy", "n_tokens", "truncated", "reward",
+                    "meta_json", "created_at")
 
 
 BUSY_TIMEOUT_S = 60.0  # how long a writer waits for another writer's lock before giving up
@@ -104,23 +131,6 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _sqlite_code(e: sqlite3.Error) -> int:
-    return (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF  # primary result code
-
-
-def _store_error(e: sqlite3.Error, db_path: Path, waited_s: float, busy_s: float) -> StoreError | None:
-    """The store's own message for a locked or full database (None for any other error)."""
-    code, text = _sqlite_code(e), str(e).lower()
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
-        return StoreError(f"{db_path}: database is locked by another writer; gave up after waiting {waited_s:.1f} s "
-                          f"(busy timeout {busy_s:g} s). Let the other harness process finish (a training "
-                          f"run, an import, the Label page) and run this again")
-    if code == sqlite3.SQLITE_FULL or "database or disk is full" in text:
-        return StoreError(f"{db_path}: database or disk is full; this write was rolled back (nothing of it is "
-                          f"stored). Free space and run this again")
-    return None
-
-
 def default_home() -> Path:
     return Path(os.environ.get("HARNESS_HOME", DEFAULT_HOME))
 
@@ -133,10 +143,17 @@ def label_cache_key(annotator: Annotator, pair_id: str, shown_order: str) -> str
 class Store:
     busy_timeout_s = BUSY_TIMEOUT_S  # per store; tests set a short one
 
-    def __init__(self, home: str | Path | None = None):
+    def __init__(self, home: str | Path | None = None, url: str | None = None):
+        """`home` keeps the run directories; the database is `url` (else $HARNESS_STORE, else
+        <home>/harness.db): SQLite or a PostgreSQL server shared by a team (store_backends.py)."""
         self.home = Path(home) if home is not None else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.db_path = self.home / "harness.db"
+        try:
+            self.backend = open_backend(url if url is not None else os.environ.get("HARNESS_STORE"), self.home)
+        except BackendError as e:
+            raise StoreError(str(e)) from None
+        # what messages name: the SQLite file (a Path) or the server's URL without its password
+        self.db_path = getattr(self.backend, "path", None) or self.backend.location
         # processes opening a fresh home at once (torchrun ranks): SQLite answers the switch to WAL with
         # "locked" at once, without its busy handler, so retry here up to the busy timeout
         deadline = time.monotonic() + self.busy_timeout_s
@@ -151,48 +168,50 @@ class Store:
 
     def _create_schema(self) -> None:
         with self.connect() as db:
-            db.executescript(_SCHEMA)
+            self.backend.script(db, self.backend.schema(_SCHEMA))
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
+            found = int(row[0]) if row is not None else None
+            if found is not None and found > SCHEMA_VERSION:
+                raise StoreError(f"{self.db_path}: schema version {found} is newer than this harness ({SCHEMA_VERSION})")
+            for version in range((found or 1) + 1, SCHEMA_VERSION + 1):  # a fresh store has version 1 now
+                self.backend.script(db, self.backend.schema(MIGRATIONS[version]))
+            if found is None:
                 # OR IGNORE: processes opening a fresh home at once (torchrun) all see no row; one insert wins
                 db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise StoreError(f"{self.db_path}: schema version {row[0]} is newer than this harness ({SCHEMA_VERSION})")
+            elif found < SCHEMA_VERSION:
+                db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('migrated_from', ?)", (str(found),))
 
     # -- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
-    def connect(self) -> Iterator[sqlite3.Connection]:
-        """One connection per use: safe across threads (Streamlit) and processes (accelerate)."""
-        busy = self.busy_timeout_s
-        db = sqlite3.connect(self.db_path, timeout=busy, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        start = time.monotonic()
+    def connect(self) -> Iterator:
+        """One connection per use: safe across threads (Streamlit) and processes (accelerate). It
+        speaks SQLite's SQL with `?` parameters on either backend."""
+        start, busy = time.monotonic(), self.busy_timeout_s
         try:
-            db.execute(f"PRAGMA busy_timeout={int(busy * 1000)}")
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            yield db
-        except sqlite3.Error as e:
+            with self.backend.connect(busy) as db:
+                yield db
+        except BackendError as e:
+            raise StoreError(str(e)) from None
+        except Exception as e:
             # a locked or full database is the user's to fix: say so in one line, not a traceback
-            mine = _store_error(e, self.db_path, time.monotonic() - start, busy)
+            mine = self.backend.error(e, time.monotonic() - start, busy)
             if mine is None:
                 raise
-            raise mine from e
-        finally:
-            db.close()
+            raise StoreError(str(mine)) from e
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator:
         with self.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
+            self.backend.begin(db)
             try:
                 yield db
                 db.execute("COMMIT")
             except BaseException:
                 # SQLite may have rolled back already (e.g. SQLITE_FULL): a second ROLLBACK would
                 # raise "no transaction is active" and hide the real error
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
+                if self.backend.in_transaction(db):
+                    with contextlib.suppress(Exception):
                         db.execute("ROLLBACK")
                 raise
 
@@ -204,7 +223,10 @@ class Store:
         import pandas as pd
 
         with self.connect() as db:
-            return pd.read_sql_query(sql, db, params=list(params))
+            cur = db.execute(sql, list(params))
+            columns = [d[0] for d in cur.description]
+            # as pandas.read_sql_query builds it, on either backend
+            return pd.DataFrame.from_records([tuple(r) for r in cur.fetchall()], columns=columns, coerce_float=True)
 
     # -- runs --------------------------------------------------------------------------------
     def new_run_id(self, algo: str, name: str | None = None) -> str:
@@ -266,7 +288,8 @@ class Store:
         now = time.time()
         data = json.dumps({k: _plain(v) for k, v in metrics.items()})
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?,?)", (run_id, step, split, data, now))
+            db.execute(self.backend.upsert("metrics", 5, ("run_id", "step", "split"), _METRICS_COLUMNS),
+                       (run_id, step, split, data, now))
             if split == "train":
                 db.execute("UPDATE runs SET last_step=?, last_metrics_json=?, updated_at=? WHERE run_id=?",
                            (step, data, now, run_id))
@@ -296,7 +319,7 @@ class Store:
             db.execute("DELETE FROM samples WHERE run_id=? AND step>?", (run_id, step))
 
     # -- pairs and labels ----------------------------------------------------------------------
-    def add_pairs(self, pairs: Iterable[Pair], db: sqlite3.Connection | None = None) -> list[str]:
+    def add_pairs(self, pairs: Iterable[Pair], db=None) -> list[str]:
         pairs = list(pairs)
         if db is None:
             with self.transaction() as db2:
@@ -311,7 +334,7 @@ class Store:
         return [p.pair_id for p in pairs]
 
     def add_labels(self, labels: Iterable[Label], pairs: Iterable[Pair] = (),
-                   db: sqlite3.Connection | None = None, dedup_extra: str = "") -> int:
+                   db=None, dedup_extra: str = "") -> int:
         """Insert labels (and their pairs) in one transaction; returns how many were new.
 
         A label already stored (same annotator, pair, order, run, step, and `dedup_extra` such as
@@ -325,14 +348,12 @@ class Store:
             self.add_pairs(pairs, db)
         now = time.time()
         seen_annotators = set()
-        before = db.total_changes
         for lab in labels:
             a = lab.annotator
             if (a.id, a.version) not in seen_annotators:
                 db.execute("INSERT OR IGNORE INTO annotators VALUES (?,?,?,?,?)",
                            (a.id, a.version, a.kind, json.dumps(a.config), now))
                 seen_annotators.add((a.id, a.version))
-        after_annotators = db.total_changes
         cur = db.executemany(
             "INSERT OR IGNORE INTO labels (dedup_key, cache_key, pair_id, annotator_kind, annotator_id,"
             " annotator_version, verdict, p_a, shown_order, raw_output, latency_s, tokens_in, tokens_out, cost,"
@@ -346,8 +367,7 @@ class Store:
                 finite_json(l.meta, f"label of {l.annotator.id} on pair {l.pair_id}: meta"), now,
             ) for l in labels if _finite_p_a(l)],
         )
-        del cur, before
-        return db.total_changes - after_annotators
+        return max(cur.rowcount, 0)  # rows inserted (an ignored duplicate counts 0), summed over the batch
 
     def _query_in(self, sql: str, values: Sequence) -> list[dict]:
         """Rows of `sql`, whose `{marks}` is an IN list, over `values` in chunks (SQLite caps the
@@ -364,7 +384,7 @@ class Store:
         error labels (`meta.error`: asking again retries them)."""
         out: dict[str, dict] = {}
         for r in self._query_in("SELECT * FROM labels WHERE cached=0 AND cache_key IN ({marks})"
-                                " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id", cache_keys):
+                                f" AND {self.backend.json_text('meta_json', 'error')} IS NULL ORDER BY label_id", cache_keys):
             out.setdefault(r["cache_key"], r)
         return out
 
@@ -372,7 +392,7 @@ class Store:
         """The labels an annotator (id + version) stored for one step of a run, error labels left out,
         oldest first (what an interrupted training step finds when it is redone)."""
         return self.query("SELECT * FROM labels WHERE run_id=? AND step=? AND annotator_id=? AND annotator_version=?"
-                          " AND json_extract(meta_json, '$.error') IS NULL ORDER BY label_id",
+                          f" AND {self.backend.json_text('meta_json', 'error')} IS NULL ORDER BY label_id",
                           (run_id, step, annotator_id, version))
 
     def label_provenance(self, label_ids: Sequence[int]) -> dict[int, dict]:
@@ -386,9 +406,9 @@ class Store:
         'pandalm:17'). A pair that stands for several items (two records with identical texts) keeps
         no item: it cannot pick one."""
         found: dict[str, set] = {}
-        for r in self._query_in("SELECT DISTINCT pair_id, json_extract(meta_json, '$.item') AS item FROM labels"
-                                " WHERE pair_id IN ({marks}) AND json_extract(meta_json, '$.item') IS NOT NULL",
-                                pair_ids):
+        item = self.backend.json_text("meta_json", "item")
+        for r in self._query_in(f"SELECT DISTINCT pair_id, {item} AS item FROM labels"
+                                f" WHERE pair_id IN ({{marks}}) AND {item} IS NOT NULL", pair_ids):
             found.setdefault(r["pair_id"], set()).add(r["item"])
         return {pid: next(iter(v)) for pid, v in found.items() if len(v) == 1}
 
@@ -431,15 +451,16 @@ class Store:
             return db.execute(f"SELECT COUNT(*) FROM pairs WHERE {where}", list(params)).fetchone()[0]
 
     def data_version(self) -> tuple:
-        """Changes whenever the database is written (db and WAL file stats): a cache key for readers."""
-        out = []
-        for p in (self.db_path, self.db_path.with_name(self.db_path.name + "-wal")):
-            try:
-                st = p.stat()
-                out += [st.st_mtime_ns, st.st_size]
-            except FileNotFoundError:
-                out += [0, 0]
-        return tuple(out)
+        """Changes whenever the database is written: a cache key for readers."""
+        return self.backend.data_version()
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        rows = self.query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0]["value"] if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute(self.backend.upsert("meta", 2, ("key",), ("key", "value")), (key, str(value)))
 
     def counts(self) -> dict:
         with self.connect() as db:
@@ -452,7 +473,7 @@ class Store:
         now = time.time()
         with self.transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                self.backend.upsert("samples", 11, ("sample_id",), _SAMPLES_COLUMNS),
                 [(f"{run_id}/{step}/{r.get('index', i)}", run_id, step, r["prompt"], r["response"], r.get("policy"),
                   r.get("n_tokens"), None if r.get("truncated") is None else int(r["truncated"]), r.get("reward"),
                   json.dumps(r.get("meta", {})), now) for i, r in enumerate(rows)],
@@ -469,10 +490,10 @@ class Store:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO results (kind, name, run_id, task, judge, baseline, result_json, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?) RETURNING result_id",
                 (kind, name, run_id, task, judge, baseline, json.dumps(result, default=_plain), time.time()),
             )
-            return cur.lastrowid
+            return cur.fetchone()[0]
 
     def results(self, kind: str | None = None) -> list[dict]:
         rows = (self.query("SELECT * FROM results WHERE kind=? ORDER BY result_id", (kind,)) if kind

@@ -25,6 +25,7 @@ from .config import RunConfig
 from .models import Reference, load_weights, save_weights
 from .evaluation.kl import KL_METRIC  # the one KL column; sources that log it keep the name unprefixed
 from .store import Store, atomic_write_text
+from .trackers import open_trackers
 
 
 @dataclass
@@ -314,10 +315,14 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
             print(f"resumed {run_id} from {ckpt} (step {done})", file=sys.stderr)  # stdout may be --format json
     if accelerator.is_main_process:
         store.set_run_status(run_id, "running")
+    # a crash leaves them as a kill would: event files flushed every few seconds, the store has it all
+    trackers = open_trackers(cfg.train.report_to, store, run_id, cfg.to_dict(), store.get_run(run_id)["group_name"],
+                             accelerator.is_main_process)
 
     eval_examples = source.eval_examples() if hasattr(source, "eval_examples") else []
     if eval_examples and start == 1:
-        _log_eval(store, run_id, 0, evaluate(model, objective, eval_examples, ctx, cfg.train.batch_size), accelerator)
+        _log_eval(store, run_id, 0, evaluate(model, objective, eval_examples, ctx, cfg.train.batch_size), accelerator,
+                  trackers)
 
     last: dict = {}
     bar = tqdm(range(start, cfg.train.steps + 1), desc=f"{cfg.algo} {run_id}", initial=start - 1,
@@ -359,11 +364,12 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
             metrics["tokens_per_s"] = metrics["n_tokens"] / max(t_train, 1e-9)
         if accelerator.is_main_process:
             store.log_metrics(run_id, step, metrics)
+            trackers.log(metrics, step)
         bar.set_postfix({k: f"{metrics[k]:.3g}" for k in ("loss", "reward_acc", KL_METRIC) if k in metrics})
         last = metrics
         if cfg.train.eval_every and step % cfg.train.eval_every == 0 and step != cfg.train.steps:
             _log_eval(store, run_id, step, evaluate(model, objective, eval_examples, ctx, cfg.train.batch_size),
-                      accelerator)
+                      accelerator, trackers)
         if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == cfg.train.steps:
             save_checkpoint(store, run_id, step, model, objective, optimizer, scheduler, source, accelerator,
                             cfg.train.keep_checkpoints)
@@ -371,14 +377,16 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
         last = {**last, **{f"eval/{k}": v for k, v in
                            _log_eval(store, run_id, cfg.train.steps,
                                      evaluate(model, objective, eval_examples, ctx, cfg.train.batch_size),
-                                     accelerator).items()}}
+                                     accelerator, trackers).items()}}
+    trackers.finish()
     if accelerator.is_main_process:
         store.set_run_status(run_id, "done")
         store.drop_resume_state(run_id)
     return last
 
 
-def _log_eval(store, run_id, step, metrics, accelerator) -> dict:
+def _log_eval(store, run_id, step, metrics, accelerator, trackers) -> dict:
     if metrics and accelerator.is_main_process:
         store.log_metrics(run_id, step, metrics, split="eval")
+        trackers.log(metrics, step, split="eval")
     return metrics

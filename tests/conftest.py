@@ -49,6 +49,46 @@ def store(tmp_path):
     return Store(tmp_path / "home")
 
 
+# The store's own suites (test_store, test_importers, test_store_backends) run on both databases.
+# PostgreSQL: the server named by HARNESS_TEST_PG (`make test` starts Debian's on 127.0.0.1 and sets
+# it); each test gets a database of its own, dropped afterwards. Unset: those cases are skipped.
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    url = os.environ.get("HARNESS_TEST_PG")
+    if not url:
+        pytest.skip("HARNESS_TEST_PG not set (make test starts a local PostgreSQL and sets it)")
+    return url
+
+
+@pytest.fixture
+def pg_url(pg_admin_url):
+    """A fresh, empty database on the test server; its URL."""
+    import secrets
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    name = f"harness_test_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as db:
+        db.execute(f"CREATE DATABASE {name}")
+    yield urlsplit(pg_admin_url)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(pg_admin_url, autocommit=True) as db:
+        db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=BACKENDS)
+def any_store(request, tmp_path):
+    """A Store on SQLite and, as a second case, on PostgreSQL (pg_url)."""
+    from harness.store import Store
+
+    if request.param == "sqlite":
+        return Store(tmp_path / "home")
+    return Store(tmp_path / "home", url=request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.exists():

@@ -19,6 +19,12 @@ LLMEVAL2 = SHARED_DATA / "llmeval2_benchmark" / "unzipped" / "LLMEval2_benchmark
 HH = SHARED_DATA / "hh_rlhf_harmless_base_test" / "test.jsonl.gz"
 
 
+
+@pytest.fixture
+def store(any_store):
+    """Every test of this file runs on SQLite and on PostgreSQL (conftest.any_store)."""
+    return any_store
+
 def per_annotator(report):
     return {r["annotator"]: r for r in report["annotators"]}
 

@@ -250,3 +250,53 @@ def test_soft_ties_need_the_soft_loss(tmp_path, tiny_path, capsys):
     over = tiny_overrides(tiny_path, **{"oaif.tie_policy": "soft", "loss.kind": "dpo"})
     assert main(["--home", str(tmp_path / "home"), "train", str(RULE_CONFIG), *over]) == 2
     assert "oaif.tie_policy: soft" in capsys.readouterr().err
+
+
+class _RecordingSampler:
+    """Stands in for the model sampler (what is tested is the bookkeeping of several steps in one call,
+    not generation): answers every prompt with its own text and remembers each call's prompts."""
+
+    def __init__(self):
+        self.calls = []
+
+    def update(self, model, step):
+        pass
+
+    def sample(self, prompts, n):
+        from harness.sampling import Sample
+
+        self.calls.append(list(prompts))
+        return [[Sample(text=f"{p} #{k}", token_ids=[1, 2], n_tokens=2, truncated=False) for k in range(n)]
+                for p in prompts]
+
+
+def test_sample_steps_matches_step_by_step(tmp_path):
+    """The pairs sampled once share one sampler call over all steps: each step gets the prompts (and
+    pairs, samples stored under its step) that it would get step by step, in the same seeded order."""
+    from types import SimpleNamespace
+
+    from harness.config import load_config
+    from harness.store import Store
+
+    cfg = load_config(None, ["train.batch_size=3", "train.seed=7"], defaults={"algo": "oaif"})
+    prompts = [f"prompt {i}" for i in range(5)]  # 3 steps x 3 prompts cross an epoch boundary
+    ctx = SimpleNamespace(rank=0, world=1)
+    runs = {}
+    for how in ("one call", "step by step"):
+        store = Store(tmp_path / how.replace(" ", "-"))
+        sampler = _RecordingSampler()
+        source = OaifSource(cfg, store, "r", sampler, label_fn=None, prompts=prompts)
+        if how == "one call":
+            got = source.sample_steps([1, 2, 3], None, ctx)
+        else:
+            got = [source.sample(step, None, ctx) for step in (1, 2, 3)]
+        runs[how] = ([[r["prompt"] for r in rows] for rows, *_ in got],
+                     [[(p.step, p.response_a, p.response_b) for p in pairs] for _, _, pairs, _ in got],
+                     store.samples_df("r")[["step", "sample_id", "response"]].values.tolist(),
+                     len(sampler.calls), source.position)
+    one, each = runs["one call"], runs["step by step"]
+    assert one[3] == 1 and each[3] == 3  # one generate batch against three
+    assert one[0] == each[0] and one[1] == each[1] and one[2] == each[2] and one[4] == each[4] == 9
+    flat = [p for step in one[0] for p in step]
+    assert sorted(flat[:5]) == prompts and flat[:5] != prompts  # epoch 1: every prompt once, shuffled
+    assert [len(s) for s in one[0]] == [3, 3, 3] and one[1][1][0][0] == 2

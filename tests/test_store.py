@@ -15,6 +15,12 @@ from harness.records import Annotator, Label, Pair
 from harness.store import SCHEMA_VERSION, Store, StoreError
 
 
+
+@pytest.fixture
+def store(any_store):
+    """Every test of this file runs on SQLite and on PostgreSQL (conftest.any_store)."""
+    return any_store
+
 def test_record_dtypes_merges_into_env_json(store, capsys):
     """train.record_dtypes: what `dtype: auto` resolved to, kept beside the versions (Store.add_environment)."""
     import json

@@ -1,4 +1,6 @@
-"""Label: a person enters a name and is shown pairs (from a dataset, a run, or pairs where AI
+"""Label: a person logs in (a store with registered raters: harness/store_raters.py, a queue of their
+own with the store's overlap, changes of their own labels kept with the old verdict) or, on a store
+without raters, enters a name, and is shown pairs (from a dataset, a run, or pairs where AI
 annotators disagree) in random order, each with a random side; every choice (A / B / tie) is
 written to the store at once as a human label, with the order it was shown in. Skip writes nothing.
 Every random choice comes from one `random.Random` per session, seeded from `lab_seed` in the session
@@ -11,18 +13,25 @@ import streamlit as st
 
 from dashboards import common
 from dashboards import queries as Q
+from harness import store_raters as R
+from harness.store import StoreError
 
 BATCH = 50
+RATER_BATCH = 10  # a rater's queue is refilled often: other raters take one-rater pairs meanwhile
 ss = st.session_state
 common.header("Label", "Choose the better response. Each click is saved immediately.")
-
-name = st.text_input("Your name", key="lab_name", help=f"at most {Q.MAX_NAME} characters").strip()
-problem = Q.check_name(name)
-if problem:
-    (st.info if not name else st.error)(problem)
-    st.stop()
-annotator = Q.human_annotator(name)
 store = common.store()
+
+rater = common.rater_login(store)
+if rater:
+    name = rater["rater_id"]
+else:
+    name = st.text_input("Your name", key="lab_name", help=f"at most {Q.MAX_NAME} characters").strip()
+    problem = Q.check_name(name)
+    if problem:
+        (st.info if not name else st.error)(problem)
+        st.stop()
+annotator = Q.human_annotator(name)
 
 datasets = common.query(Q.DATASETS_SQL)
 runs = sorted({r["run_id"] for r in common.query(Q.RUNS_SQL)} | {r["run_id"] for r in common.query(Q.SAMPLE_RUNS_SQL)})
@@ -46,7 +55,12 @@ if "lab_rng" not in ss:
 def fill_queue() -> list:
     """Up to BATCH pairs of the source this person has not labelled (or skipped), shuffled."""
     where, params = Q.source_where(source, annotator.id)
-    ids = Q.draw_ids(store.query(Q.SOURCE_IDS_SQL.format(where=where), params), BATCH * 2, ss.lab_rng)
+    rows = store.query(Q.SOURCE_IDS_SQL.format(where=where), params)
+    if rater:  # the pairs still short of raters, overlap pairs first, in this rater's own order
+        ids = R.rater_queue(store, name, [r["pair_id"] for r in rows], limit=RATER_BATCH)
+        pairs = {p.pair_id: p for p in store.get_pairs(ids)}
+        return [Q.Shown(pairs[i], ss.lab_rng.choice(("AB", "BA"))) for i in ids if i in pairs]
+    ids = Q.draw_ids(rows, BATCH * 2, ss.lab_rng)
     pairs = [p for p in store.get_pairs(ids) if p.pair_id not in ss.lab_skipped]
     if not pairs and source.startswith("run:"):  # a run that stored samples but no pairs
         run_id = source[4:]
@@ -91,6 +105,34 @@ if "lab_flash" in ss:
 
 done = store.query(Q.HUMAN_COUNT_SQL, (annotator.id,))[0]["n"]
 st.caption(f"Labelling as `{annotator.id}` · {done} label(s) by you in this store · session {ss.lab_session}")
+
+
+def change_mine() -> None:
+    """Button callback: change one of this rater's labels (the old verdict is kept in label_changes)."""
+    try:
+        changed = R.change_label(store, int(ss.lab_change_id), name, ss.lab_change_to)
+        ss.lab_flash = ("success", f"Label {ss.lab_change_id} is now {ss.lab_change_to}; the old verdict is kept.")
+        if not changed:
+            ss.lab_flash = ("info", f"Label {ss.lab_change_id} was {ss.lab_change_to} already.")
+    except StoreError as e:
+        ss.lab_flash = ("error", str(e))
+
+
+if rater:
+    mine = R.my_labels(store, name)
+    if mine:
+        with st.expander(f"Your labels ({done}) — change one"):
+            st.dataframe([{k: r[k] for k in ("label_id", "verdict", "shown_order", "prompt")} for r in mine],
+                         hide_index=True)
+            c1, c2, c3 = st.columns([2, 1, 1])
+            c1.selectbox("Label", [r["label_id"] for r in mine], key="lab_change_id")
+            c2.selectbox("New verdict", ["A", "B", "tie"], key="lab_change_to",
+                         help="A = response_a of the stored pair (not the side it was shown on)")
+            c3.button("Change", key="lab_change", on_click=change_mine)
+            history = R.label_changes(store, name)
+            if history:
+                st.caption("Your changes (old -> new)")
+                st.dataframe(history, hide_index=True)
 if not ss.lab_queue:
     st.success("Nothing left to label from this source. Pick another source.")
     st.stop()

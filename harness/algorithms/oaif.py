@@ -176,14 +176,29 @@ class OaifSource:
     def sample(self, step: int, model, ctx) -> tuple[list[dict], list, list[Pair], float]:
         """This step's prompts (this process's share), two samples each from the current policy, as
         stored Pairs: (prompt rows, samples, pairs, seconds)."""
-        batch = self.take(self.cfg.train.batch_size)
+        return self.sample_steps([step], model, ctx)[0]
+
+    def sample_steps(self, steps: Sequence[int], model, ctx) -> list[tuple[list[dict], list, list[Pair], float]]:
+        """`sample` for several steps in one sampler call, for a policy that does not change between
+        them (the demo's pairs sampled once): generate() is several times faster per row in large
+        batches on a CPU. Prompts are taken in the same order as step by step; seconds are shared."""
         rank, world = getattr(ctx, "rank", 0), getattr(ctx, "world", 1)
-        mine = list(range(len(batch)))[rank::world]  # each process samples and labels its own prompts
-        rows_in = [prompt_row(batch[i]) for i in mine]
+        planned = []
+        for step in steps:
+            batch = self.take(self.cfg.train.batch_size)
+            mine = list(range(len(batch)))[rank::world]  # each process samples and labels its own prompts
+            planned.append((step, mine, [prompt_row(batch[i]) for i in mine]))
         t0 = time.perf_counter()
-        self.sampler.update(model, step)
-        samples = self.sampler.sample([r["prompt"] for r in rows_in], 2)
-        t_sample = time.perf_counter() - t0
+        self.sampler.update(model, steps[0])
+        flat = self.sampler.sample([r["prompt"] for _, _, rows_in in planned for r in rows_in], 2)
+        t_sample = (time.perf_counter() - t0) / len(steps)
+        out, at = [], 0
+        for step, mine, rows_in in planned:
+            samples, at = flat[at:at + len(rows_in)], at + len(rows_in)
+            out.append((rows_in, samples, self._store_pairs(step, mine, rows_in, samples), t_sample))
+        return out
+
+    def _store_pairs(self, step: int, mine: list[int], rows_in: list[dict], samples: list) -> list[Pair]:
         rows, pairs = [], []
         for gi, row, (a, b) in zip(mine, rows_in, samples):
             text = prompt_text(row["prompt"])
@@ -195,7 +210,7 @@ class OaifSource:
                               policy_a=self.run_id, policy_b=self.run_id,
                               meta={"n_tokens": [a.n_tokens, b.n_tokens], "truncated": [a.truncated, b.truncated]}))
         self.store.add_samples(self.run_id, step, rows)
-        return rows_in, samples, pairs, t_sample
+        return pairs
 
     def to_examples(self, judgements: list[Judgement], rows_in: list[dict], samples: list,
                     tie_policy: str | None = None) -> tuple[list[dict], dict]:

@@ -57,6 +57,9 @@ class EvalStage:
     max_new_tokens: int = 48
     head_to_head: bool = True
     kl_samples: int = 0  # policy samples per eval prompt for each arm's KL(pi || initial); 0 skips
+    # rows per generate() call: on a CPU one large batch is faster per row than several small ones
+    # (measured, 2-core AVX2 EPYC, greedy 48 tokens: 80 prompts in 60 s at 16 rows, 38 s at 80)
+    batch_size: int = 80
 
 
 @dataclass
@@ -74,6 +77,9 @@ class DemoConfig:
     rl: RLStage = field(default_factory=RLStage)
     evaluation: EvalStage = field(default_factory=EvalStage)
     agreement: AgreementStage = field(default_factory=AgreementStage)
+    # rows per generate() call for the pairs sampled once (the initial policy does not change between
+    # steps, so all steps can share one batch; measured 64 x 2 samples: 94 s at 16 rows, 66 s at 128)
+    sample_batch_size: int = 128
 
 
 TIMINGS = ("offline", "oaif", "rlhf")
@@ -148,7 +154,8 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
     from ..trainer import StepContext, seed_everything
 
     first = demo.sources[names[0]]
-    cfg = arm_config(base, "oaif", f"{demo.name}-pairs", first.base, judge_section(first))
+    cfg = arm_config(base, "oaif", f"{demo.name}-pairs", first.base, judge_section(first),
+                     {"sampling": {"batch_size": demo.sample_batch_size}})
     run_id = store.create_run(cfg.to_dict(), "sample_pairs", task=cfg.data.task, name=cfg.name, group=group)
     store.set_run_status(run_id, "running")
     seed_everything(cfg.train.seed)
@@ -165,14 +172,17 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
         labellers[name] = (make_label_fn(judge, store, run_id), scfg.oaif.tie_policy)
     ctx = StepContext(0, cfg, tok, None, model.device, Accelerator(cpu=not torch.cuda.is_available()), store, run_id)
     out = {n: {"examples": [], "metrics": []} for n in names}
-    for step in tqdm(range(1, cfg.train.steps + 1), desc="sample pairs once + label with each source"):
-        ctx.step = step
-        rows_in, samples, pairs, _ = source.sample(step, model, ctx)
-        for name, (label_fn, tie_policy) in labellers.items():
-            examples, metrics = source.to_examples(label_fn(pairs, step=step), rows_in, samples, tie_policy)
-            out[name]["examples"] += examples
-            out[name]["metrics"].append(metrics)
-            store.log_metrics(run_id, step, {f"{name}/{k}": v for k, v in metrics.items()})
+    steps = list(range(1, cfg.train.steps + 1))
+    per_call = max(1, demo.sample_batch_size // (2 * cfg.train.batch_size))  # steps whose samples fill one batch
+    groups = [steps[i:i + per_call] for i in range(0, len(steps), per_call)]
+    for group_steps in tqdm(groups, desc=f"sample pairs once ({len(steps)} steps) + label with each source"):
+        for step, (rows_in, samples, pairs, _) in zip(group_steps, source.sample_steps(group_steps, model, ctx)):
+            ctx.step = step
+            for name, (label_fn, tie_policy) in labellers.items():
+                examples, metrics = source.to_examples(label_fn(pairs, step=step), rows_in, samples, tie_policy)
+                out[name]["examples"] += examples
+                out[name]["metrics"].append(metrics)
+                store.log_metrics(run_id, step, {f"{name}/{k}": v for k, v in metrics.items()})
     del model
     result = {}
     for name, got in out.items():
@@ -270,7 +280,8 @@ def evaluate_arms(demo: DemoConfig, arms: dict, store: Store, group: str, say: C
     from ..commands.eval import evaluate, head_to_head
     from ..config import SamplingConfig
 
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=demo.evaluation.max_new_tokens)
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=demo.evaluation.max_new_tokens,
+                              batch_size=demo.evaluation.batch_size)
     cache, out = {}, {}
     trained = {a: i for a, i in arms.items() if i.get("run_id")}
     for judge in demo.evaluation.judges:

@@ -62,6 +62,7 @@ class Contrast:
 class StudyEval:
     n: int = 80                                 # eval prompts (the task's first n)
     max_new_tokens: int = 48
+    batch_size: int = 80                        # rows per generate() call (pipelines/demo.py EvalStage)
 
 
 @dataclass
@@ -163,7 +164,8 @@ def evaluate_cell(study: StudyConfig, arm: str, seed: int, run_id: str, store: S
     from ..commands.eval import evaluate
     from ..config import SamplingConfig
 
-    sampling = SamplingConfig(temperature=0.0, max_new_tokens=study.evaluation.max_new_tokens)
+    sampling = SamplingConfig(temperature=0.0, max_new_tokens=study.evaluation.max_new_tokens,
+                              batch_size=study.evaluation.batch_size)
     res = evaluate(store, run_id, "initial", "gold", n=study.evaluation.n, sampling=sampling, home=store.home,
                    name=f"{group}:{arm}:s{seed} vs initial (gold)", cache=cache, validity=False)
     gold = res["gold"]
