@@ -12,8 +12,10 @@ store's queries are plain SQL already and need no ORM; what differs is this file
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -82,6 +84,8 @@ class SqliteBackend:
             yield db
         finally:
             db.close()
+
+    row_lock = ""  # BEGIN IMMEDIATE already holds the one write lock: no row locks needed
 
     def begin(self, db) -> None:
         db.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock upgrading a read later
@@ -183,6 +187,8 @@ class PostgresBackend:
                                "pip install 'feedback-harness[postgres]'") from None
         self.url = url
         self.location = redact(url)
+        # one open connection per thread, reused: a new one costs a TCP + SCRAM handshake per query
+        self._local = threading.local()
 
     def schema(self, ddl: str) -> str:
         return pg_schema(ddl)
@@ -214,16 +220,30 @@ class PostgresBackend:
     @contextlib.contextmanager
     def connect(self, busy: float) -> Iterator[_PgConnection]:
         import psycopg
+        from psycopg.pq import TransactionStatus
 
-        try:
-            conn = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
-        except psycopg.OperationalError as e:
-            raise BackendError(f"store {self.location}: cannot connect ({str(e).strip().splitlines()[0]})") from None
-        try:
+        conn, pid = getattr(self._local, "conn", None), os.getpid()
+        if conn is not None and (conn.closed or getattr(self._local, "pid", None) != pid
+                                 or conn.info.transaction_status != TransactionStatus.IDLE):
+            if getattr(self._local, "pid", None) == pid:  # never close a parent process's socket
+                conn.close()
+            conn = None
+        if conn is None:
+            try:
+                conn = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+            except psycopg.OperationalError as e:
+                raise BackendError(f"store {self.location}: cannot connect ({str(e).strip().splitlines()[0]})") from None
+            self._local.conn, self._local.pid, self._local.busy = conn, pid, None
+        if self._local.busy != busy:
             conn.execute(f"SET lock_timeout = {int(busy * 1000)}")
+            self._local.busy = busy
+        try:
             yield _PgConnection(conn)
-        finally:
-            conn.close()
+        except psycopg.OperationalError:
+            conn.close()  # a broken connection is not reused
+            raise
+
+    row_lock = " FOR UPDATE"  # READ COMMITTED: a check-then-insert locks the row it checks
 
     def begin(self, db: _PgConnection) -> None:
         db.conn.execute("BEGIN")

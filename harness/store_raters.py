@@ -133,6 +133,26 @@ def rater_queue(store: Store, rater_id: str, candidate_ids: list[str], limit: in
     return short[:limit]
 
 
+def add_rater_label(store: Store, rater_id: str, label, pair) -> str:
+    """Store one rater's label unless the pair got all its raters meanwhile (another rater was
+    faster): 'saved', 'full' (nothing stored) or 'duplicate' (this rater had labelled it in this
+    order). The pair row is locked while its raters are counted, so two raters never both take its
+    last place."""
+    if label.annotator.id != annotator_id(rater_id):
+        raise StoreError(f"rater {rater_id} may store labels only as {annotator_id(rater_id)}, not {label.annotator.id}")
+    fraction, n = overlap(store)
+    with store.transaction() as db:
+        store.add_pairs([pair], db)
+        db.execute(f"SELECT pair_id FROM pairs WHERE pair_id=?{store.backend.row_lock}", (pair.pair_id,))
+        others = db.execute(f"SELECT COUNT(DISTINCT annotator_id) FROM labels WHERE {_RATER_LABEL} AND pair_id=?"
+                            " AND annotator_id<>?", (pair.pair_id, label.annotator.id)).fetchone()[0]
+        mine = db.execute("SELECT COUNT(*) FROM labels WHERE pair_id=? AND annotator_id=?",
+                          (pair.pair_id, label.annotator.id)).fetchone()[0]
+        if not mine and int(others) >= needed_raters(pair.pair_id, fraction, n):
+            return "full"
+        return "saved" if store.add_labels([label], db=db) else "duplicate"
+
+
 # -- changes of a rater's own labels ------------------------------------------------------------
 def change_label(store: Store, label_id: int, rater_id: str, verdict: str) -> bool:
     """Set the verdict of one of this rater's labels; the old one is kept in label_changes. Returns

@@ -40,6 +40,8 @@ PAGES = [
     ("validity", "Judge validity", '[data-testid="stDataFrame"], [data-testid="stAlert"]'),
     ("pair_browser", "Pair browser", '[data-testid="stDataFrame"]'),
     ("label", "Label", '[data-testid="stTextInput"]'),
+    # no raters registered on this store: the note saying how to add them
+    ("raters", "Raters", '[data-testid="stAlert"]'),
     # the annotators-vs-gold table, or the note that no `harness agreement --gold` result is stored
     ("gold", "Annotators vs gold", '[data-testid="stDataFrame"], [data-testid="stAlert"]'),
 ]

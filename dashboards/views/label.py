@@ -89,7 +89,16 @@ def choose(choice: str) -> None:
             ss.lab_flash = ("error", bad + " Nothing was saved.")
             return
         label = Q.make_label(shown, name, choice, comment, ss.lab_session)
-        new = store.add_labels([label], pairs=[shown.pair])
+        if rater:  # the overlap's cap holds even when two raters take the same pair at once
+            said = R.add_rater_label(store, name, label, shown.pair)
+            if said == "full":
+                ss.lab_flash = ("info", "Other raters labelled this pair meanwhile; it has all its raters. "
+                                        "Nothing was saved; here is the next one.")
+                ss.lab_queue.pop(0)
+                return
+            new = said == "saved"
+        else:
+            new = store.add_labels([label], pairs=[shown.pair])
         ss.lab_log.append({"pair_id": shown.pair.pair_id, "shown_order": shown.shown_order, "clicked": choice,
                            "verdict": label.verdict, "saved": bool(new)})
         said = {"A": "A (left) is better", "B": "B (right) is better", "tie": "tie"}[choice]

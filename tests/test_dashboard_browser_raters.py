@@ -1,0 +1,112 @@
+"""Two raters in a real headless chromium against a dashboard served on a shared PostgreSQL store
+(`harness --store URL dashboard`): each logs in in a browser context of their own, is shown the
+first pair of their own queue, labels it, and sees only their own count; the store holds each label
+under its rater. Needs Debian's chromium (make browser-deps) and HARNESS_TEST_PG (make test)."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from dashboard_data import harness
+from dashboards import queries as Q
+from harness import store_raters as R
+from harness.store import Store
+from test_dashboard_browser import CHROMIUM, _free_port, _screenshot, _settle
+from test_dashboard_browser import browser, shots  # noqa: F401  (fixtures: one chromium, the screenshot folder)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} missing: run `make browser-deps`"),
+              pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def served_team(tmp_path, shared_data, pg_url, monkeypatch):
+    from harness.commands.dashboard import command
+
+    home = tmp_path / "team"
+    monkeypatch.setenv("HARNESS_STORE", pg_url)  # harness() and the server both use the shared store
+    monkeypatch.setenv("ADA_PW", "ada-password")
+    monkeypatch.setenv("BOB_PW", "bob-password")
+    harness(home, "import-labels", "--format", "pandalm", str(shared_data / "pandalm_testset"), "--limit", "40")
+    harness(home, "raters", "add", "ada", "--password-env", "ADA_PW")
+    harness(home, "raters", "add", "bob", "--password-env", "BOB_PW")
+    harness(home, "raters", "overlap", "0.3", "2")
+    port = _free_port()
+    cmd, env = command(argparse.Namespace(home=str(home), port=port, address="127.0.0.1"))
+    env["HARNESS_LABEL_SEED"] = "0"
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"streamlit did not come up: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url, Store(home, url=pg_url)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _log_in(browser, url: str, rater_id: str, password: str):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})  # a session of its own
+    page = context.new_page()
+    page.goto(f"{url}/label", wait_until="domcontentloaded")
+    page.get_by_role("textbox", name="Rater id").wait_for(timeout=60000)
+    page.get_by_role("textbox", name="Rater id").fill(rater_id)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="A is better").wait_for(timeout=60000)
+    _settle(page)
+    return context, page
+
+
+def test_two_raters_label_their_own_queues_in_the_browser(served_team, browser, shots):  # noqa: F811
+    url, store = served_team
+    ada_ctx, ada = _log_in(browser, url, "ada", "ada-password")
+    bob_ctx, bob = _log_in(browser, url, "bob", "bob-password")
+    try:
+        # each one's queue, computed here from the store as the page computes it (before any click)
+        first = {}
+        for rater in ("ada", "bob"):
+            where, params = Q.source_where("disagree", R.annotator_id(rater))
+            ids = [r["pair_id"] for r in store.query(Q.SOURCE_IDS_SQL.format(where=where), params)]
+            first[rater] = R.rater_queue(store, rater, ids, limit=10)[0]
+        for page, rater in ((ada, "ada"), (bob, "bob")):
+            assert f"logged in as {rater}" in page.locator('[data-testid="stSidebar"]').inner_text()
+            prompt = store.get_pairs([first[rater]])[0].prompt
+            assert page.locator('[data-testid="stCode"]').first.inner_text().strip() == prompt.strip()
+        _screenshot(ada, shots / "label_rater_ada.png")
+        ada.get_by_role("button", name="A is better").click()
+        ada.get_by_text("Saved:").wait_for(timeout=60000)
+        bob.get_by_role("button", name="B is better").click()
+        bob.get_by_text("Saved:").wait_for(timeout=60000)
+        _settle(ada)
+        _settle(bob)
+        _screenshot(bob, shots / "label_rater_bob.png")
+        for page in (ada, bob):
+            assert page.get_by_text("1 label(s) by you").count() == 1
+            assert page.locator('[data-testid="stException"]').count() == 0
+    finally:
+        ada_ctx.close()
+        bob_ctx.close()
+    got = {r: store.labels_df("l.annotator_id=?", (R.annotator_id(r),)) for r in ("ada", "bob")}
+    assert len(got["ada"]) == 1 and len(got["bob"]) == 1
+    assert got["ada"].iloc[0]["pair_id"] == first["ada"] and got["bob"].iloc[0]["pair_id"] == first["bob"]
