@@ -107,3 +107,29 @@ def test_log_out_forgets_the_rater(team):
     assert at.session_state["rater"]["rater_id"] == "bob"
     at.sidebar.button(key="logout").click().run()
     assert "rater" not in at.session_state and [b.key for b in at.button] == ["login_submit"]
+
+
+PAGES = ["overview", "replication", "leaderboard", "training", "controllability", "annotators", "validity", "gold",
+         "pair_browser", "label"]
+
+
+def test_every_page_renders_on_a_postgres_store(tmp_path, shared_data, pg_url, monkeypatch):
+    """The dashboard store of the other page tests, built by the same commands on PostgreSQL: every page
+    runs its queries there without an exception, and the pair browser counts what the store holds."""
+    from dashboard_data import build_store
+
+    monkeypatch.setenv("HARNESS_STORE", pg_url)
+    home = tmp_path / "pg_home"
+    store = build_store(home, shared_data, n_boot=20)
+    assert store.backend.name == "postgresql" and store.counts()["labels"] > 5000
+    monkeypatch.setenv("HARNESS_HOME", str(home))
+    for name in PAGES:
+        at = AppTest.from_file(str(APP), default_timeout=180)
+        at.session_state["lab_seed"] = 0
+        at.run()
+        at.switch_page(f"views/{name}.py")
+        at.run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+    at.text_input(key="lab_name").input("Pg Tester").run()
+    at.button(key="lab_A").click().run()
+    assert len(store.labels_df("l.annotator_id=?", ("human:Pg Tester",))) == 1
