@@ -97,7 +97,21 @@ def test_two_raters_label_their_own_queues_and_change_their_own_labels(team):
     progress = admin.dataframe[0].value.set_index("rater")
     assert progress.loc["ada", "labels"] == 1 and progress.loc["bob", "labels"] == 2
     assert progress.loc["ada", "changes"] == 1
-    assert admin.dataframe[1].value["new_verdict"].tolist() == [new]
+    assert admin.dataframe[-1].value["new_verdict"].tolist() == [new]
+    # ada and bob on the same 6 pairs: the admin page shows their agreement, as the statistics module gives it
+    from harness.evaluation.agreement import human_reliability
+    from harness.evaluation.frames import label_frame
+
+    from dashboards.queries import Shown, make_label
+
+    for i, pair in enumerate(team.get_pairs([p for p in queue_ada if p not in set(got_bob["pair_id"])][:6])):
+        for who, choice in (("ada", "A"), ("bob", "A" if i % 3 else "B")):
+            R.add_rater_label(team, who, make_label(Shown(pair, "AB"), who, choice), pair)
+    admin = login(page("raters", seed=5), "ada", "ada-password")
+    shown = admin.dataframe[1].value
+    expected = human_reliability(label_frame(team, annotators=["human:ada", "human:bob"]))
+    assert shown["n_items"].tolist() == expected["n_items"].tolist() and shown["n_items"].iloc[0] >= 6
+    assert shown["fleiss_kappa"].tolist() == pytest.approx(expected["fleiss_kappa"].tolist())
     refused = login(page("raters", seed=4), "bob", "bob-password")
     assert [e.value for e in refused.error] == ["`bob` is a rater; this page is for admins."]
 

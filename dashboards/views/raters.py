@@ -6,6 +6,8 @@ import streamlit as st
 
 from dashboards import common
 from harness import store_raters as R
+from harness.evaluation.agreement import human_reliability
+from harness.evaluation.frames import label_frame
 from harness.store import StoreError
 
 common.header("Raters", "Progress of every rater on this store; admins only.")
@@ -25,6 +27,16 @@ st.caption(f"overlap: {status['overlap_fraction']:.0%} of pairs get {status['ove
            f"other pair one. Pairs labelled by raters: {status['pairs_labelled']}; overlap pairs started "
            f"{status['overlap_pairs_started']}, complete {status['overlap_pairs_complete']} (agreement between "
            f"raters is computed on the complete ones: Annotators page).")
+
+team = [R.annotator_id(r["rater_id"]) for r in R.raters(store)]
+frame = label_frame(store, annotators=team)
+reliability = human_reliability(frame) if len(frame) else None
+if reliability is not None and len(reliability):
+    st.subheader("Agreement between raters (pairs labelled by two or more)")
+    st.dataframe(reliability, hide_index=True)
+    st.caption("ceiling: a rater's verdict vs the plurality of the other raters on the same pair (alpaca_eval's "
+               "leave-one-out human agreement), 95% bootstrap CI over pairs; Fleiss' kappa on the pairs with the "
+               "most common number of raters (n_fleiss, raters_fleiss); Krippendorff's alpha (nominal) on all.")
 
 with st.form("overlap"):
     st.markdown("**Overlap**")
