@@ -185,8 +185,9 @@ class Store:
     # -- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
     def connect(self) -> Iterator:
-        """One connection per use: safe across threads (Streamlit) and processes (accelerate). It
-        speaks SQLite's SQL with `?` parameters on either backend."""
+        """A connection for one use (SQLite: opened per use; PostgreSQL: one per thread and process,
+        reused), safe across threads (Streamlit) and processes (accelerate). It speaks SQLite's SQL
+        with `?` parameters on either backend."""
         start, busy = time.monotonic(), self.busy_timeout_s
         try:
             with self.backend.connect(busy) as db:

@@ -313,11 +313,12 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
         if accelerator.is_main_process:
             store.truncate_run_after(run_id, done)
             print(f"resumed {run_id} from {ckpt} (step {done})", file=sys.stderr)  # stdout may be --format json
-    if accelerator.is_main_process:
-        store.set_run_status(run_id, "running")
-    # a crash leaves them as a kill would: event files flushed every few seconds, the store has it all
+    # before the run is marked running: a missing tracker package fails here, leaving no stale status.
+    # A crash leaves them as a kill would: event files flushed every few seconds, the store has it all.
     trackers = open_trackers(cfg.train.report_to, store, run_id, cfg.to_dict(), store.get_run(run_id)["group_name"],
                              accelerator.is_main_process)
+    if accelerator.is_main_process:
+        store.set_run_status(run_id, "running")
 
     eval_examples = source.eval_examples() if hasattr(source, "eval_examples") else []
     if eval_examples and start == 1:
