@@ -13,6 +13,7 @@ other label in the store.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -46,7 +47,11 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
-_DUMMY_HASH = hash_password(secrets.token_hex(8))  # an unknown rater costs the same time as a wrong password
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against for an unknown rater, so that it costs the same time as a wrong password
+    (made on first use, not at import: a scrypt hash is ~50 ms)."""
+    return hash_password(secrets.token_hex(8))
 
 
 def annotator_id(rater_id: str) -> str:
@@ -79,7 +84,7 @@ def set_password(store: Store, rater_id: str, password: str) -> None:
 def authenticate(store: Store, rater_id: str, password: str) -> dict | None:
     """The rater (id, display_name, role) if the password is theirs, else None."""
     rows = store.query("SELECT * FROM raters WHERE rater_id=?", ((rater_id or "").strip(),))
-    ok = verify_password(password or "", rows[0]["password_hash"] if rows else _DUMMY_HASH)
+    ok = verify_password(password or "", rows[0]["password_hash"] if rows else _dummy_hash())
     if not rows or not ok:
         return None
     return {k: rows[0][k] for k in ("rater_id", "display_name", "role")}

@@ -9,6 +9,7 @@ saves a screenshot (under $HARNESS_SCREENSHOTS, else the test's tmp dir), fails 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -55,14 +56,22 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, shared_data):
-    from harness.commands.dashboard import command
-
     home = tmp_path_factory.mktemp("browser_home")
     store = build_store(home, shared_data)
+    with serve(home, home / "streamlit.log") as url:
+        yield url, store
+
+
+@contextlib.contextmanager
+def serve(home: Path, log_path: Path):
+    """`harness dashboard`'s own command line on 127.0.0.1 and a free port, with the Label page's queue
+    seeded (the same on every run); yields the URL once the server answers its health check."""
+    from harness.commands.dashboard import command
+
     port = _free_port()
     cmd, env = command(argparse.Namespace(home=str(home), port=port, address="127.0.0.1"))
-    env["HARNESS_LABEL_SEED"] = "0"  # the Label page's queue is the same on every run
-    log = open(home / "streamlit.log", "w")
+    env["HARNESS_LABEL_SEED"] = "0"
+    log = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -74,9 +83,9 @@ def served(tmp_path_factory, shared_data):
             except OSError:
                 pass
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not come up: {(home / 'streamlit.log').read_text()[-2000:]}")
+                raise RuntimeError(f"streamlit did not come up: {log_path.read_text()[-2000:]}")
             time.sleep(0.5)
-        yield url, store
+        yield url
     finally:
         proc.terminate()  # by PID, the server this fixture started
         try:

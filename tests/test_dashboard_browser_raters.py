@@ -4,20 +4,13 @@ first pair of their own queue, labels it, and sees only their own count; the sto
 under its rater. Needs Debian's chromium (make browser-deps) and HARNESS_TEST_PG (make test)."""
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import subprocess
-import time
-import urllib.request
-
 import pytest
 
 from dashboard_data import harness
 from dashboards import queries as Q
 from harness import store_raters as R
 from harness.store import Store
-from test_dashboard_browser import CHROMIUM, _free_port, _screenshot, _settle
+from test_dashboard_browser import CHROMIUM, _screenshot, _settle, serve
 from test_dashboard_browser import browser, shots  # noqa: F401  (fixtures: one chromium, the screenshot folder)
 
 pytestmark = [pytest.mark.browser,
@@ -27,8 +20,6 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture
 def served_team(tmp_path, shared_data, pg_url, monkeypatch):
-    from harness.commands.dashboard import command
-
     home = tmp_path / "team"
     monkeypatch.setenv("HARNESS_STORE", pg_url)  # harness() and the server both use the shared store
     monkeypatch.setenv("ADA_PW", "ada-password")
@@ -37,32 +28,8 @@ def served_team(tmp_path, shared_data, pg_url, monkeypatch):
     harness(home, "raters", "add", "ada", "--password-env", "ADA_PW")
     harness(home, "raters", "add", "bob", "--password-env", "BOB_PW")
     harness(home, "raters", "overlap", "0.3", "2")
-    port = _free_port()
-    cmd, env = command(argparse.Namespace(home=str(home), port=port, address="127.0.0.1"))
-    env["HARNESS_LABEL_SEED"] = "0"
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not come up: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    with serve(home, tmp_path / "streamlit.log") as url:  # the environment carries HARNESS_STORE
         yield url, Store(home, url=pg_url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _log_in(browser, url: str, rater_id: str, password: str):

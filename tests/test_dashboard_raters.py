@@ -5,16 +5,15 @@ store holds 30 real PandaLM records imported with `harness import-labels`; rater
 `harness raters add` (password from the environment, stored hashed)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard_data import harness
+from test_dashboard_apptest import open_page as page  # a page in a fresh, seeded session
 from harness import store_raters as R
 from harness.store import Store
 
-APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 pytestmark = pytest.mark.timeout(600)
 
 
@@ -29,16 +28,6 @@ def team(tmp_path, shared_data, monkeypatch):
     harness(home, "raters", "overlap", "0.5", "2")
     monkeypatch.setenv("HARNESS_HOME", str(home))
     return Store(home)
-
-
-def page(name: str, seed: int) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=120)
-    at.session_state["lab_seed"] = seed
-    at.run()
-    at.switch_page(f"views/{name}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def login(at: AppTest, rater_id: str, password: str) -> AppTest:
@@ -138,12 +127,7 @@ def test_every_page_renders_on_a_postgres_store(tmp_path, shared_data, pg_url, m
     assert store.backend.name == "postgresql" and store.counts()["labels"] > 5000
     monkeypatch.setenv("HARNESS_HOME", str(home))
     for name in PAGES:
-        at = AppTest.from_file(str(APP), default_timeout=180)
-        at.session_state["lab_seed"] = 0
-        at.run()
-        at.switch_page(f"views/{name}.py")
-        at.run()
-        assert not at.exception, (name, [e.value for e in at.exception])
+        at = page(name, seed=0)  # fails on any exception of the page
     at.text_input(key="lab_name").input("Pg Tester").run()
     at.button(key="lab_A").click().run()
     assert len(store.labels_df("l.annotator_id=?", ("human:Pg Tester",))) == 1
