@@ -5,7 +5,7 @@ template and shapes as the real models; the weights are noise, so they time code
     python bench/random_init_models.py --source DIR_WITH_CONFIG_AND_TOKENIZER --out /tmp
     # -> /tmp/smol135, /tmp/smol1b7 (harness train CONFIG model.name=/tmp/smol1b7 ...)
 
-See bench/gpu_check.sh for the GPU runs recorded in docs/oaif.md.
+See bench/gpu_runs_h200_2026_11_26.sh for the GPU runs recorded in docs/oaif.md, bench/gpu_check.sh for the next.
 """
 from __future__ import annotations
 

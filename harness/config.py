@@ -71,7 +71,8 @@ class TrainConfig:
     lr: float = 5e-6
     weight_decay: float = 0.0
     warmup_steps: int = 2
-    schedule: str = "linear"  # linear | cosine | constant
+    schedule: str = "linear"  # linear | cosine | constant (warmup first), from transformers.get_scheduler: trainer.SCHEDULES
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16: autocast over fp32 weights (devices.resolve_mixed_precision)
     max_grad_norm: float = 1.0
     seed: int = 0
     checkpoint_every: int = 10
@@ -207,6 +208,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected bool, got {value!r}")
         return value
     if tp is str:
+        if value is False and where.endswith("train.mixed_precision"):
+            return "no"  # YAML 1.1 reads a bare `no` as false; accelerate's name for "no autocast" is "no"
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected str, got {value!r}")
         return value
@@ -314,8 +317,13 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
         bad("train.batch_size", "batch_size and grad_accum must be >= 1")
     if cfg.train.batch_size % cfg.train.grad_accum:
         bad("train.grad_accum", f"batch_size {cfg.train.batch_size} is not divisible by grad_accum {cfg.train.grad_accum}")
-    if cfg.train.schedule not in ("linear", "cosine", "constant"):
-        bad("train.schedule", f"unknown schedule {cfg.train.schedule!r}")
+    from .devices import MIXED_PRECISION
+    from .trainer import SCHEDULES
+
+    if cfg.train.schedule not in SCHEDULES:
+        bad("train.schedule", f"unknown schedule {cfg.train.schedule!r}; known: {', '.join(SCHEDULES)}")
+    if cfg.train.mixed_precision not in MIXED_PRECISION:
+        bad("train.mixed_precision", f"unknown {cfg.train.mixed_precision!r}; known: {', '.join(MIXED_PRECISION)}")
     if cfg.data.padding_side not in ("left", "right"):
         bad("data.padding_side", "must be left or right")
     if cfg.oaif.tie_policy not in ("skip", "soft"):

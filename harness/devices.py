@@ -69,12 +69,14 @@ def native(dtype: torch.dtype, device: torch.device) -> tuple[bool, str]:
 
 # -- auto, per role --------------------------------------------------------------------------------------
 def _trained(device, own):
-    """A trained policy keeps fp32 weights on CPU (AdamW steps on bf16 weights barely move there);
-    bf16 on a GPU that has it (no fp16: it would need a loss scaler)."""
-    if device.type == "cuda":
-        ok, why = native(torch.bfloat16, device)
-        return (torch.bfloat16, why) if ok else (torch.float32, f"{why}; a trained policy stays fp32")
-    return torch.float32, "cpu: a trained policy keeps fp32 weights"
+    """Trained weights stay fp32 everywhere: they are AdamW's master weights. At the OAIF paper's lr
+    (5e-7) an update is ~100x below half the bf16 spacing of a weight of 0.02 and would round away;
+    low-precision compute is autocast's job (train.mixed_precision, resolve_mixed_precision)."""
+    return torch.float32, f"{device.type}: trained weights are fp32 master weights"
+
+
+def _measure(device, own):
+    return torch.float32, f"{device.type}: log-probs compared with the trained fp32 policy's"
 
 
 def _frozen(device, own):
@@ -92,7 +94,7 @@ def _own(device, own):
 
 ROLES = {
     "policy": _trained,  # trained weights (policy, reward model being trained)
-    "measure": _trained,  # frozen, but log-probs are compared (eval, KL): same precision as training
+    "measure": _measure,  # frozen, but log-probs are compared (eval, KL): same precision as training
     "judge": _frozen,  # frozen judge / reward-model judge: answers are robust to bf16
     "sampling": _own,  # sampling.dtype: auto = no copy
 }
@@ -119,6 +121,30 @@ def resolve_dtype(requested: str | None, device: torch.device | str, role: str =
                       f"(e.g. 25x slower than fp32 on AVX2); `auto` would pick fp32", stacklevel=2)
         return dtype, f"explicit {name} ({why}: slow)"
     return dtype, f"explicit {name}"
+
+
+# -- mixed precision (autocast over fp32 weights) ---------------------------------------------------------
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")  # train.mixed_precision; the last three are accelerate's
+
+
+def resolve_mixed_precision(requested: str | None, device: torch.device | str) -> tuple[str, str]:
+    """(accelerate's mixed_precision, reason). `auto`: bf16 autocast on a GPU with native bf16; `no` on
+    CPU, so a CPU run's numbers do not depend on which CPU of a host class ran it (and on AVX2 bf16 is
+    emulated, ~25x slower). An accelerate launch config's choice (ACCELERATE_MIXED_PRECISION) wins over
+    auto. Explicit values are honoured."""
+    device = torch.device(device)
+    name = requested or "auto"
+    if name not in MIXED_PRECISION:
+        raise ValueError(f"train.mixed_precision: unknown {name!r} ({', '.join(MIXED_PRECISION)})")
+    if name != "auto":
+        return name, f"explicit {name}"
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if launched in ("no", "bf16", "fp16"):
+        return launched, f"auto: the accelerate launch config asks {launched}"
+    if device.type == "cuda":
+        ok, why = native(torch.bfloat16, device)
+        return ("bf16", f"auto: {why}") if ok else ("no", f"auto: {why}")
+    return "no", f"auto: {device.type} trains in fp32 (bf16 autocast only where asked)"
 
 
 # -- threads ---------------------------------------------------------------------------------------------
@@ -158,4 +184,6 @@ def run_dtypes(config: dict) -> dict:
     sampling = config.get("sampling") or {}
     s_dtype, s_why = resolve_dtype(sampling.get("dtype"), device, "sampling", own=dtype, where="sampling.dtype")
     out["sampling"] = describe(s_dtype, s_why, device)
+    mixed, m_why = resolve_mixed_precision((config.get("train") or {}).get("mixed_precision"), device)
+    out["mixed_precision"] = {"mode": mixed, "reason": m_why}
     return out

@@ -189,15 +189,24 @@ def trainable_state_dict(model) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model, directory: Path) -> None:
+    save_weights_state(trainable_state_dict(model), model, directory)
+
+
+def save_weights_state(state: dict, model, directory: Path) -> None:
+    """Write `state` (a full or trainable-only state dict of `model`, e.g. gathered from FSDP shards)
+    as directory/model.safetensors, keeping only `model`'s trainable tensors when some are frozen."""
     from safetensors.torch import save_file
 
-    state = trainable_state_dict(model)
+    named = dict(model.named_parameters())
+    trainable = {k for k, p in named.items() if p.requires_grad}
+    if len(trainable) < len(named):
+        state = {k: v for k, v in state.items() if k in trainable}
     # tied embeddings share storage; safetensors refuses shared tensors, so clone them apart
-    seen, out = {}, {}
+    seen, out = set(), {}
     for k, v in state.items():
-        ptr = v.data_ptr()
-        out[k] = v.clone() if ptr in seen else v
-        seen[ptr] = k
+        v = v.detach().contiguous().cpu()
+        out[k] = v.clone() if v.data_ptr() in seen else v
+        seen.add(v.data_ptr())
     save_file(out, str(Path(directory) / "model.safetensors"))
 
 

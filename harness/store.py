@@ -32,6 +32,9 @@ from typing import Iterable, Iterator, Sequence
 from .records import Annotator, Label, Pair, content_hash
 from .store_backends import BackendError, open_backend
 
+# a checkpoint's optimizer state: accelerate's (optimizer.bin, optimizer_1.bin, ...) and, in checkpoints
+# written before the accelerate loop, the harness's own
+OPTIMIZER_FILES = ("optimizer*.bin", "optimizer.safetensors")
 SCHEMA_VERSION = 2
 DEFAULT_HOME = "runs"
 
@@ -519,42 +522,54 @@ class Store:
         evaluated or used as init_from, not resumed). Returns the bytes freed."""
         if self.get_run(run_id)["status"] != "done":
             raise StoreError(f"run {run_id}: not done; its optimizer state is what a resume needs")
+        return self._drop_optimizer_files(run_id)
+
+    def _drop_optimizer_files(self, run_id: str) -> int:
         freed = 0
-        for f in self.checkpoints_dir(run_id).glob("step-*/optimizer.safetensors"):
-            freed += f.stat().st_size
-            f.unlink()
+        for pattern in OPTIMIZER_FILES:
+            for f in self.checkpoints_dir(run_id).glob(f"step-*/{pattern}"):
+                freed += f.stat().st_size
+                f.unlink()
         return freed
 
     @contextlib.contextmanager
     def writing_checkpoint(self, run_id: str, step: int, keep: int = 2) -> Iterator[Path]:
         """Yield a temp dir to fill; on success it is renamed into place and marked COMPLETE."""
-        root = self.checkpoints_dir(run_id)
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = root / f".tmp-step-{step}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp = self.checkpoint_staging_dir(run_id, step, f"-{os.getpid()}")
         try:
             yield tmp
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed write (disk full) leaves no half checkpoint
             raise
-        (tmp / "COMPLETE").write_text(str(step))
+        self.commit_checkpoint(run_id, step, tmp, keep)
+
+    def checkpoint_staging_dir(self, run_id: str, step: int, suffix: str = "") -> Path:
+        """A fresh, empty dir for checkpoint `step` (the trainer's processes all write into the same one,
+        so no pid in its name there); nothing reads it until commit_checkpoint."""
+        root = self.checkpoints_dir(run_id)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".tmp-step-{step}{suffix}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        return tmp
+
+    def commit_checkpoint(self, run_id: str, step: int, staging: Path, keep: int = 2) -> Path:
+        """Mark `staging` COMPLETE, rename it into place (atomic), keep the newest `keep` checkpoints."""
+        root = self.checkpoints_dir(run_id)
+        (staging / "COMPLETE").write_text(str(step))
         final = root / f"step-{step}"
         shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        os.replace(staging, final)
         done = sorted((p for p in root.glob("step-*") if (p / "COMPLETE").exists()),
                       key=lambda p: int(p.name.split("-")[1]))
         for old in done[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
+        return final
 
     def drop_resume_state(self, run_id: str) -> int:
         """A finished run is never resumed: delete its checkpoints' optimizer states (AdamW's are twice
         the weights). Weights, scheduler and RNG stay. Returns the bytes freed."""
-        freed = 0
-        for f in self.checkpoints_dir(run_id).glob("step-*/optimizer.safetensors"):
-            freed += f.stat().st_size
-            f.unlink()
-        return freed
+        return self._drop_optimizer_files(run_id)
 
 
 def _decode_run(r: dict) -> dict:

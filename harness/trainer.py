@@ -7,6 +7,7 @@ pairs sampled from the current policy and labelled by a judge, or scored samples
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -22,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import RunConfig
-from .models import Reference, load_weights, save_weights
+from .models import Reference, load_weights, save_weights, save_weights_state
 from .evaluation.kl import KL_METRIC  # the one KL column; sources that log it keep the name unprefixed
 from .store import Store, atomic_write_text
 from .trackers import open_trackers
@@ -69,18 +70,30 @@ class Objective(Protocol):
     def __call__(self, model, examples: list[dict], ctx: StepContext) -> tuple[torch.Tensor, dict]: ...
 
 
+# ours -> transformers.get_scheduler's name (the config's allowed values come from here)
+SCHEDULES = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}
+
+
 def make_scheduler(optimizer, cfg: RunConfig):
-    total, warmup, kind = max(cfg.train.steps, 1), cfg.train.warmup_steps, cfg.train.schedule
+    """transformers' schedules: linear warmup from 0 over warmup_steps, then linear/cosine decay to 0
+    at train.steps (or constant)."""
+    from transformers import get_scheduler
 
-    def factor(i: int) -> float:  # i = number of optimizer steps taken so far
-        if warmup and i < warmup:
-            return (i + 1) / (warmup + 1)
-        if kind == "constant":
-            return 1.0
-        progress = min(1.0, (i - warmup) / max(1, total - warmup))
-        return 1.0 - progress if kind == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+    return get_scheduler(SCHEDULES[cfg.train.schedule], optimizer, num_warmup_steps=cfg.train.warmup_steps,
+                         num_training_steps=max(cfg.train.steps, 1))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def make_accelerator(cfg: RunConfig):
+    """The Accelerator a run trains under: CPU or GPU by model.device, mixed precision by
+    train.mixed_precision (devices.resolve_mixed_precision). Under `accelerate launch` the launch
+    config decides the distributed type (DDP, FSDP, DeepSpeed)."""
+    from accelerate import Accelerator
+
+    from .devices import resolve_mixed_precision
+
+    cpu = not torch.cuda.is_available() or cfg.model.device == "cpu"
+    mixed, _ = resolve_mixed_precision(cfg.train.mixed_precision, "cpu" if cpu else "cuda")
+    return Accelerator(cpu=cpu, mixed_precision=mixed, step_scheduler_with_optimizer=False)
 
 
 def _extra_modules(objective) -> list[torch.nn.Module]:
@@ -106,50 +119,31 @@ def _micro_batches(examples: list, n: int) -> list[list]:
     return out
 
 
-def _all_reduce_grads(params, accelerator, n_local: int) -> int:
-    """Gradient of the mean loss over ALL processes' examples: each process's gradient (of its own
-    mean) is weighted by its example count, so shards of 1 and 3 pairs give the 4-pair mean, not the
-    mean of two means. One flat all-reduce (extra heads included), the count riding at its end.
-    Every process must call it, also one with no examples (zero gradient, count 0): a process that
-    skipped it would leave the others waiting. Returns the global example count."""
-    if accelerator.num_processes == 1:
-        return n_local
-    import torch.distributed as dist
-
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1).float() * n_local for g in grads]
-                     + [torch.tensor([float(n_local)], device=grads[0].device)])
-    dist.all_reduce(flat)
-    total = int(round(flat[-1].item()))
-    if total:
-        flat /= total
-    offset = 0
-    for p, g in zip(params, grads):
-        n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).to(g.dtype).clone()
-        offset += n
-    return total
+def _add_metrics(sums: dict, loss, metrics: dict, weight: float) -> None:
+    for k, v in {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}.items():
+        # counts add up, everything else is averaged
+        sums[k] = sums.get(k, 0.0) + (v if k.startswith("n_") else weight * v)
 
 
-def run_objective(model, objective, examples, ctx, accum: int, backward: bool) -> dict:
-    """Mean loss over `examples` split into `accum` micro-batches; weights each micro-batch by size
-    so that 1x8 and 8x1 give the same gradient. Returns size-weighted mean metrics."""
+def backward_step(model, objective, examples, ctx, accum: int, scale: float, synced: list) -> dict:
+    """Backward of `scale` x (mean loss over `examples`), in `accum` micro-batches each weighted by its
+    size (so 1x8 and 8x1 give the same gradient). DDP all-reduces once, in the last micro-batch's
+    backward: the others run under no_sync for every prepared module in `synced`. (Not
+    accelerator.accumulate: it counts micro-batches across steps, and a step here may have fewer than
+    grad_accum of them when ties were skipped.) Returns size-weighted mean metrics."""
+    acc = ctx.accelerator
+    micros = _micro_batches(examples, accum)
     sums: dict[str, float] = {}
-    n_total = len(examples)
-    for micro in _micro_batches(examples, accum):
-        weight = len(micro) / n_total
-        if backward:
-            loss, metrics = objective(model, micro, ctx)
-            (loss * weight).backward()
-        else:
-            with torch.no_grad():
+    for i, micro in enumerate(micros):
+        weight = len(micro) / len(examples)
+        with contextlib.ExitStack() as stack:
+            if i < len(micros) - 1:
+                for m in synced:
+                    stack.enter_context(acc.no_sync(m))
+            with acc.autocast():
                 loss, metrics = objective(model, micro, ctx)
-        metrics = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
-        for k, v in metrics.items():
-            if k.startswith("n_"):  # counts add up, everything else is averaged
-                sums[k] = sums.get(k, 0.0) + v
-            else:
-                sums[k] = sums.get(k, 0.0) + weight * v
+            acc.backward(loss * (weight * scale))
+        _add_metrics(sums, loss, metrics, weight)
     return sums
 
 
@@ -159,11 +153,15 @@ def evaluate(model, objective, examples, ctx, batch_size: int) -> dict:
     mine = ctx.shard(examples)
     was_training = model.training
     model.eval()
+    sums: dict[str, float] = {}
     try:
-        out = run_objective(model, objective, mine, ctx, max(1, math.ceil(len(mine) / batch_size)), backward=False) if mine else {}
+        with torch.no_grad(), ctx.accelerator.autocast():
+            for micro in _micro_batches(mine, max(1, math.ceil(len(mine) / batch_size))):
+                loss, metrics = objective(model, micro, ctx)
+                _add_metrics(sums, loss, metrics, len(micro) / len(mine))
     finally:
         model.train(was_training)
-    return _reduce_weighted(out, len(mine), ctx.accelerator)
+    return _reduce_weighted(sums, len(mine), ctx.accelerator)
 
 
 def _reduce_weighted(metrics: dict, n: int, accelerator) -> dict:
@@ -171,112 +169,110 @@ def _reduce_weighted(metrics: dict, n: int, accelerator) -> dict:
     counts (`n_*`) add up."""
     if accelerator.num_processes == 1:
         return metrics
-    import torch.distributed as dist
     from accelerate.utils import gather_object
 
     keys = sorted(set().union(*gather_object([sorted(metrics)])))  # same order everywhere
     t = torch.tensor([float(metrics.get(k, 0.0)) * (1 if k.startswith("n_") else n) for k in keys] + [float(n)],
                      dtype=torch.float64, device=accelerator.device)
-    dist.all_reduce(t)
+    t = accelerator.reduce(t, "sum")
     total = max(t[-1].item(), 1.0)
     return {k: (v if k.startswith("n_") else v / total) for k, v in zip(keys, t[:-1].tolist())}
 
 
-# -- checkpoints -------------------------------------------------------------------------------
+def _global_share(mine: list, accelerator) -> tuple[int, list, float]:
+    """(global example count, what this process runs, its loss scale). DDP averages the processes'
+    gradients, so a process's mean loss is scaled by n_mine * world / n_global: the average is then
+    the gradient of the mean over ALL examples (shards of 1 and 3 pairs give the 4-pair mean, not the
+    mean of two means). A process whose pairs were all skipped still has to run a backward (DDP's
+    all-reduce happens in it, the others would wait): it runs another process's first example at
+    scale 0."""
+    world = accelerator.num_processes
+    if world == 1:
+        return len(mine), mine, 1.0
+    from accelerate.utils import gather_object
 
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    counts = accelerator.gather(torch.tensor([len(mine)], device=accelerator.device)).tolist()
+    total = int(sum(counts))
+    if not total or min(counts) > 0:
+        return total, mine, len(mine) * world / max(total, 1)
+    donors = gather_object([mine[:1]])  # a collective: every process joins, only the empty ones use it
+    if mine:
+        return total, mine, len(mine) * world / total
+    return total, next(d for d in donors if d), 0.0
 
 
-def save_checkpoint(store: Store, run_id: str, step: int, model, objective, optimizer, scheduler, source,
-                    accelerator, keep: int) -> None:
-    """Weights, optimizer, scheduler, RNG (per process) and data position; safetensors + JSON, no pickle."""
-    from safetensors.torch import save_file
+# -- checkpoints: accelerate's save_state/load_state, weights in the harness layout -------------------
 
-    rank = accelerator.process_index
-    rng = _rng_state()
-    tensors = {"rng.torch": rng["torch"]}
-    if "cuda" in rng:
-        tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(rng["cuda"])})
-    np_state = rng["numpy"]
-    meta = {"python": [rng["python"][0], list(rng["python"][1]), rng["python"][2]],
-            "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])]}
-    # Gather RNG states from all processes to the main one through files in the (shared) run dir.
-    staging = store.run_dir(run_id) / "checkpoints" / f".rng-step-{step}"
-    staging.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(staging / f"rng-{rank}.safetensors"))
-    atomic_write_text(staging / f"rng-{rank}.json", json.dumps(meta))
+def _sharded(accelerator) -> bool:
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def _register_weight_hooks(accelerator) -> list:
+    """accelerate saves optimizer, scheduler, RNG of every process and the step source; the weights go
+    in the harness layout instead (model.safetensors with the trainable tensors only, just the adapter
+    with LoRA; extras.safetensors for heads), which eval, init_from and export read. Under FSDP and
+    DeepSpeed accelerate keeps its sharded files (resume reads those) and save_checkpoint adds the
+    gathered weights."""
+    from safetensors.torch import load_file, save_file
+
+    def save(models, weights, output_dir):
+        if _sharded(accelerator):
+            return
+        weights.clear()  # accelerate writes no model files
+        if accelerator.is_main_process:
+            save_weights(accelerator.unwrap_model(models[0]), Path(output_dir))
+            if len(models) > 1:
+                save_file({f"{i}.{k}": v.detach().contiguous().cpu() for i, m in enumerate(models[1:])
+                           for k, v in accelerator.unwrap_model(m).state_dict().items()},
+                          str(Path(output_dir) / "extras.safetensors"))
+
+    def load(models, input_dir):
+        if _sharded(accelerator):
+            return
+        load_weights(accelerator.unwrap_model(models[0]), input_dir)
+        if len(models) > 1:
+            ex = load_file(str(Path(input_dir) / "extras.safetensors"))
+            for i, m in enumerate(models[1:]):
+                accelerator.unwrap_model(m).load_state_dict(
+                    {k.split(".", 1)[1]: v for k, v in ex.items() if k.split(".", 1)[0] == str(i)})
+        models.clear()  # loaded: accelerate reads no model files
+
+    return [accelerator.register_save_state_pre_hook(save), accelerator.register_load_state_pre_hook(load)]
+
+
+def save_checkpoint(store: Store, run_id: str, step: int, model, accelerator, keep: int) -> None:
+    """accelerate.save_state into one staging dir all processes share, then renamed into place
+    (COMPLETE) by the main process: a kill mid-write leaves no checkpoint that looks whole."""
+    staging = store.checkpoints_dir(run_id) / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        staging = store.checkpoint_staging_dir(run_id, step)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    if _sharded(accelerator):  # gathered full weights for the readers (a collective: every process)
+        state = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            save_weights_state(state, accelerator.unwrap_model(model), staging)
+    if accelerator.is_main_process:
+        (staging / "trainer_state.json").write_text(json.dumps({"step": step, "world": accelerator.num_processes}))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        with store.writing_checkpoint(run_id, step, keep=keep) as d:
-            save_weights(accelerator.unwrap_model(model), d)
-            extras = _extra_modules(objective)
-            if extras:
-                ex = {f"{i}.{k}": v.detach().contiguous().cpu() for i, m in enumerate(extras)
-                      for k, v in m.state_dict().items()}
-                save_file(ex, str(d / "extras.safetensors"))
-            opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-            save_file(opt_tensors, str(d / "optimizer.safetensors"))
-            sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-            state = {"step": step, "optimizer": opt_meta, "scheduler": sched, "source": source.state_dict(),
-                     "world": accelerator.num_processes}
-            (d / "trainer_state.json").write_text(json.dumps(state))
-            for f in staging.iterdir():
-                f.rename(d / f.name)
-        staging.rmdir()
+        store.commit_checkpoint(run_id, step, staging, keep)
     accelerator.wait_for_everyone()
 
 
-def _flatten_optimizer(state: dict) -> tuple[dict, dict]:
-    tensors, meta_state = {}, {}
-    for pid, pstate in state["state"].items():
-        meta_state[str(pid)] = {}
-        for k, v in pstate.items():
-            if torch.is_tensor(v):
-                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
-                meta_state[str(pid)][k] = "tensor"
-            else:
-                meta_state[str(pid)][k] = v
-    return tensors, {"state": meta_state, "param_groups": state["param_groups"]}
-
-
-def _unflatten_optimizer(tensors: dict, meta: dict) -> dict:
-    state = {}
-    for pid, pstate in meta["state"].items():
-        state[int(pid)] = {k: (tensors[f"{pid}.{k}"] if v == "tensor" else v) for k, v in pstate.items()}
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def load_checkpoint(ckpt: Path, model, objective, optimizer, scheduler, source, accelerator) -> int:
-    from safetensors.torch import load_file
-
+def load_checkpoint(ckpt: Path, accelerator) -> int:
+    """Restore weights, optimizer, scheduler, every process's RNG and the step source (registered with
+    the accelerator); returns the step the checkpoint was taken after."""
     state = json.loads((ckpt / "trainer_state.json").read_text())
     if state.get("world", 1) != accelerator.num_processes:
         raise ValueError(f"{ckpt}: saved with {state['world']} processes, resuming with {accelerator.num_processes}")
-    load_weights(accelerator.unwrap_model(model), ckpt)
-    extras = _extra_modules(objective)
-    if extras:
-        ex = load_file(str(ckpt / "extras.safetensors"))
-        for i, m in enumerate(extras):
-            m.load_state_dict({k.split(".", 1)[1]: v for k, v in ex.items() if k.split(".", 1)[0] == str(i)})
-    device = next(model.parameters()).device
-    opt_tensors = {k: v.to(device) if not k.endswith(".step") else v
-                   for k, v in load_file(str(ckpt / "optimizer.safetensors")).items()}
-    optimizer.load_state_dict(_unflatten_optimizer(opt_tensors, state["optimizer"]))
-    scheduler.load_state_dict({**scheduler.state_dict(), **state["scheduler"]})
-    source.load_state_dict(state["source"])
-    rank = accelerator.process_index
-    t = load_file(str(ckpt / f"rng-{rank}.safetensors"))
-    meta = json.loads((ckpt / f"rng-{rank}.json").read_text())
-    random.setstate((meta["python"][0], tuple(meta["python"][1]), meta["python"][2]))
-    np.random.set_state((meta["numpy"][0], np.array(meta["numpy"][1], dtype=np.uint32), *meta["numpy"][2:]))
-    torch.set_rng_state(t["rng.torch"])
-    cuda = [t[k] for k in sorted(t) if k.startswith("rng.cuda.")]
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
+    if not list(ckpt.glob("optimizer*.bin")) and not _sharded(accelerator):
+        raise ValueError(f"{ckpt}: no accelerate optimizer state (written by a harness before the accelerate loop, "
+                         "or its optimizer state was dropped when the run finished): its weights load "
+                         "(init_from, eval), a resume does not")
+    accelerator.load_state(str(ckpt))
     return int(state["step"])
 
 
@@ -291,24 +287,45 @@ def seed_everything(seed: int) -> None:
 def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: Source, objective: Objective,
           ref: Reference | None = None, accelerator=None) -> dict:
     """Run cfg.train.steps optimizer steps (resuming from the newest checkpoint if cfg.resume)."""
-    from accelerate import Accelerator
-
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or make_accelerator(cfg)
+    # a step is one global batch: one schedule step per optimizer step (accelerate's default would
+    # step it once per process, as if each process's dataloader had its own batches)
+    accelerator.step_scheduler_with_optimizer = False
     seed_everything(cfg.train.seed + accelerator.process_index)
-    device = accelerator.device
-    model.to(device)
-    for m in _extra_modules(objective):
-        m.to(device)
     model.train()
-    params = trainable_parameters(model, objective)
-    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    extras = _extra_modules(objective)
+    low = sorted({str(p.dtype) for p in trainable_parameters(model, objective) if p.dtype != torch.float32})
+    if low:
+        warnings.warn(f"trainable weights in {', '.join(low)}: AdamW updates below half their spacing round away "
+                      f"(at lr 5e-7 most weights never change). Train fp32 master weights (model.dtype: auto) "
+                      f"with train.mixed_precision: bf16 instead", stacklevel=2)
+    optimizer = torch.optim.AdamW(trainable_parameters(model, objective), lr=cfg.train.lr,
+                                  weight_decay=cfg.train.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
-    ctx = StepContext(0, cfg, tokenizer, ref, device, accelerator, store, run_id)
+    model, *extras, optimizer, scheduler = accelerator.prepare(model, *extras, optimizer, scheduler)
+    if extras:
+        objective.use_modules(extras)  # the prepared (DDP-wrapped) heads: their forward syncs gradients
+    accelerator.register_for_checkpointing(source)
+    hooks = _register_weight_hooks(accelerator)
+    try:
+        return _loop(cfg, store, run_id, model, extras, tokenizer, source, objective, ref, accelerator, optimizer,
+                     scheduler)
+    finally:  # an accelerator used again (tests, notebooks) must not save this run's model or source
+        for handle in hooks:
+            handle.remove()
+        accelerator._custom_objects.remove(source)
+        accelerator.free_memory()
+
+
+def _loop(cfg, store, run_id, model, extras, tokenizer, source, objective, ref, accelerator, optimizer,
+          scheduler) -> dict:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    ctx = StepContext(0, cfg, tokenizer, ref, accelerator.device, accelerator, store, run_id)
 
     start = 1
     ckpt = store.latest_checkpoint(run_id) if cfg.resume else None
     if ckpt is not None:
-        done = load_checkpoint(ckpt, model, objective, optimizer, scheduler, source, accelerator)
+        done = load_checkpoint(ckpt, accelerator)
         start = done + 1
         if accelerator.is_main_process:
             store.truncate_run_after(run_id, done)
@@ -339,15 +356,13 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
         mine = data.examples if data.sharded else ctx.shard(data.examples)
         t1 = time.perf_counter()
         metrics = {}
-        if mine:
+        n_global, runs, scale = _global_share(mine, accelerator)
+        if n_global:  # else every process skips the update alike (all pairs of the step were ties)
             model.train()
-            metrics = run_objective(model, objective, mine, ctx, cfg.train.grad_accum, backward=True)
-        # every process joins the all-reduce, also one whose pairs were all skipped (ties)
-        if _all_reduce_grads(params, accelerator, len(mine)):
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
+            metrics = backward_step(model, objective, runs, ctx, cfg.train.grad_accum, scale, [model, *extras])
+            grad_norm = accelerator.clip_grad_norm_(params, cfg.train.max_grad_norm)
             optimizer.step()
-            if mine:
-                metrics["grad_norm"] = float(grad_norm)  # the global gradient's: the same on every process
+            metrics = {"grad_norm": float(grad_norm), **metrics} if mine else {}  # the global gradient's norm
         optimizer.zero_grad(set_to_none=True)
         with warnings.catch_warnings():
             # A step whose pairs were all skipped (ties) still advances the schedule: steps count
@@ -372,8 +387,7 @@ def train(cfg: RunConfig, store: Store, run_id: str, model, tokenizer, source: S
             _log_eval(store, run_id, step, evaluate(model, objective, eval_examples, ctx, cfg.train.batch_size),
                       accelerator, trackers)
         if (cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0) or step == cfg.train.steps:
-            save_checkpoint(store, run_id, step, model, objective, optimizer, scheduler, source, accelerator,
-                            cfg.train.keep_checkpoints)
+            save_checkpoint(store, run_id, step, model, accelerator, cfg.train.keep_checkpoints)
     if eval_examples:
         last = {**last, **{f"eval/{k}": v for k, v in
                            _log_eval(store, run_id, cfg.train.steps,

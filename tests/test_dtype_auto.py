@@ -137,8 +137,12 @@ def test_smollm2_judge_configs_say_auto():
 
 
 def test_no_shipped_cpu_config_hard_codes_bf16():
-    """bf16 in a config is for GPUs only (configs/gpu/); a CPU config says auto or nothing."""
-    paths = [p for p in (ROOT / "configs").rglob("*.yaml") if "gpu" not in p.relative_to(ROOT / "configs").parts]
+    """bf16 in a config is for GPUs only (configs/gpu/, and the GPU launch configs configs/accelerate/,
+    which say use_cpu: false); a CPU config says auto or nothing."""
+    for p in (ROOT / "configs" / "accelerate").glob("*.yaml"):
+        assert yaml.safe_load(p.read_text())["use_cpu"] is False, p
+    paths = [p for p in (ROOT / "configs").rglob("*.yaml")
+             if not {"gpu", "accelerate"} & set(p.relative_to(ROOT / "configs").parts)]
     paths += list((ROOT / "judges" / "configs").glob("*.yaml"))
     for p in paths:
         text = p.read_text()

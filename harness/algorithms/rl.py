@@ -278,6 +278,10 @@ class RLObjective:
     def modules(self):
         return [self.value_head] if self.value_head is not None else []
 
+    def use_modules(self, prepared: list) -> None:
+        """The trainer's prepared (e.g. DDP-wrapped) value head, whose forward syncs its gradients."""
+        (self.value_head,) = prepared
+
     def __call__(self, model, examples: list[dict], ctx) -> tuple[torch.Tensor, dict]:
         rl = self.cfg.rl
         batch = collate([e["prompt_ids"] for e in examples], [e["response_ids"] for e in examples], self.pad, "right")

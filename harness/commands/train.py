@@ -97,8 +97,10 @@ def record_dtypes(store: Store, run_id: str, config: dict) -> dict:
 
     dtypes = devices.run_dtypes(config)
     m, s = dtypes["model"], dtypes["sampling"]
+    mp = dtypes["mixed_precision"]
     print(f"dtypes: model {m['dtype']} on {m['device']} ({m['reason']}); sampling {s['dtype']} ({s['reason']}); "
-          f"cpu {dtypes['cpu_capability']}, {dtypes['threads']} threads", file=sys.stderr)
+          f"mixed precision {mp['mode']} ({mp['reason']}); cpu {dtypes['cpu_capability']}, {dtypes['threads']} threads",
+          file=sys.stderr)
     with contextlib.suppress(OSError, ValueError):
         store.add_environment(run_id, dtypes=dtypes)
     return dtypes
@@ -107,15 +109,12 @@ def record_dtypes(store: Store, run_id: str, config: dict) -> dict:
 def execute(cfg, store: Store, run_id: str | None = None, group: str | None = None, accelerator=None):
     """Create (or resume) the run and train it; returns (run_id, final metrics). The CLI, the demo
     and the studies all go through here."""
-    import torch
-    from accelerate import Accelerator
-
     from .. import models, trainer
     from ..algorithms import get_algorithm, get_builder
 
     algo = get_algorithm(cfg.algo)
     builder = get_builder(cfg.algo)
-    accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = accelerator or trainer.make_accelerator(cfg)
     run_id = prepare_run(store, cfg, run_id, group, accelerator)
     if accelerator.num_processes > 1 and cfg.model.device == "auto":
         cfg.model.device = str(accelerator.device)
