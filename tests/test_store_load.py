@@ -23,7 +23,7 @@ def test_twenty_raters_a_training_run_and_an_import_lose_nothing(tmp_path, pg_ur
     tiny = make_tiny_llama(tmp_path / "tiny", embedded_path)
     train = [str(REPO / "configs" / "oaif_quickstart_rule_shorter.yaml"), f"model.name={tiny}", "train.steps=3",
              "train.batch_size=4", "train.checkpoint_every=0", "sampling.max_new_tokens=8", "judge.validity_pairs=4"]
-    out = run_load(pg_url, tmp_path / "home", raters=20, seconds=20, train=train,
+    out = run_load(pg_url, tmp_path / "home", raters=20, seconds=8, train=train,
                    import_path=shared_data / "pandalm_testset", pool_path=shared_data / "llmbar",
                    wait_for_training=True)
     assert out["backend"] == "postgresql" and out["labels_acknowledged"] > 20
