@@ -55,7 +55,7 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    kind: str = "dpo"  # dpo | ipo | slic | cdpo | rdpo | soft | sft | bt
+    kind: str = "dpo"  # dpo | ipo | slic | cdpo | rdpo | soft: losses.LOSSES (algos dpo, oaif; sft and reward_model have their own)
     beta: float = 0.1
     label_smoothing: float = 0.0  # cdpo: assumed label-noise rate
     flip_rate: float = 0.0  # rdpo: known flip rate
@@ -151,9 +151,6 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-ALGOS = ("sft", "dpo", "oaif", "reward_model", "rlhf")
 
 
 def _type_name(tp) -> str:
@@ -309,10 +306,16 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
     def bad(key, msg):
         raise ConfigError(f"{where_join(where, key)}: {msg}")
 
-    if cfg.algo not in ALGOS:
-        bad("algo", f"{cfg.algo!r} is not one of {', '.join(ALGOS)}")
-    if cfg.loss.kind not in ("dpo", "ipo", "slic", "cdpo", "rdpo", "soft", "sft", "bt"):
-        bad("loss.kind", f"unknown loss {cfg.loss.kind!r}")
+    from .algorithms import ALGORITHMS  # the registry is the list of allowed values
+
+    if cfg.algo not in ALGORITHMS:
+        bad("algo", f"{cfg.algo!r} is not one of {', '.join(ALGORITHMS)}")
+    from .losses import LOSSES
+
+    if cfg.loss.kind not in LOSSES:
+        own = {"sft": "algo: sft trains the NLL of the responses", "bt": "algo: reward_model trains Bradley-Terry"}
+        bad("loss.kind", f"unknown loss {cfg.loss.kind!r}; known: {', '.join(LOSSES)}"
+            + (f" ({own[cfg.loss.kind]} whatever loss.kind says: leave it out)" if cfg.loss.kind in own else ""))
     if cfg.train.batch_size < 1 or cfg.train.grad_accum < 1:
         bad("train.batch_size", "batch_size and grad_accum must be >= 1")
     if cfg.train.batch_size % cfg.train.grad_accum:

@@ -131,29 +131,32 @@ def sft_nll(logps: Tensor, n_tokens: Tensor) -> Tensor:
     return -logps / n_tokens.to(logps.dtype).clamp(min=1)
 
 
-PREFERENCE_LOSSES = ("dpo", "ipo", "slic", "cdpo", "rdpo", "soft")
+# The registry: loss.kind -> the loss, called with the four log-prob tensors and every knob (each
+# takes the ones it uses). The config's allowed loss.kind values are its keys: adding a loss is a
+# function above, one line here and its test.
+LOSSES = {
+    "dpo": lambda *lp, beta, **_: dpo_loss(*lp, beta=beta),
+    "ipo": lambda *lp, beta, chosen_tokens, rejected_tokens, **_: ipo_loss(
+        *lp, beta=beta, chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens),
+    "slic": lambda *lp, beta, margin, **_: slic_loss(*lp, beta=beta, margin=margin),
+    "cdpo": lambda *lp, beta, label_smoothing, **_: cdpo_loss(*lp, beta=beta, label_smoothing=label_smoothing),
+    "rdpo": lambda *lp, beta, flip_rate, **_: rdpo_loss(*lp, beta=beta, flip_rate=flip_rate),
+    "soft": lambda *lp, beta, p, **_: soft_dpo_loss(*lp, p=1.0 if p is None else p, beta=beta),
+}
+PREFERENCE_LOSSES = tuple(LOSSES)
 
 
 def preference_loss(kind: str, policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor,
                     ref_rejected: Tensor, *, beta: float, p: Tensor | None = None, label_smoothing: float = 0.0,
                     flip_rate: float = 0.0, margin: float = 1.0, chosen_tokens: Tensor | None = None,
                     rejected_tokens: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Dispatch on `kind` (one of PREFERENCE_LOSSES) with the knobs each loss uses; shapes as above.
-    `p` [B] is used by `soft` only (None there means p=1, i.e. DPO)."""
-    args = (policy_chosen, policy_rejected, ref_chosen, ref_rejected)
-    if kind == "dpo":
-        return dpo_loss(*args, beta=beta)
-    if kind == "ipo":
-        return ipo_loss(*args, beta=beta, chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
-    if kind == "slic":
-        return slic_loss(*args, beta=beta, margin=margin)
-    if kind == "cdpo":
-        return cdpo_loss(*args, beta=beta, label_smoothing=label_smoothing)
-    if kind == "rdpo":
-        return rdpo_loss(*args, beta=beta, flip_rate=flip_rate)
-    if kind == "soft":
-        return soft_dpo_loss(*args, p=1.0 if p is None else p, beta=beta)
-    raise ValueError(f"loss.kind: {kind!r} is not a preference loss ({', '.join(PREFERENCE_LOSSES)})")
+    """LOSSES[kind] with the knobs each loss uses; shapes as above. `p` [B] is used by `soft` only
+    (None there means p=1, i.e. DPO)."""
+    if kind not in LOSSES:
+        raise ValueError(f"loss.kind: {kind!r} is not a preference loss ({', '.join(LOSSES)})")
+    return LOSSES[kind](policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta, p=p,
+                        label_smoothing=label_smoothing, flip_rate=flip_rate, margin=margin,
+                        chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens)
 
 
 # -- RL: RLOO and PPO pieces -------------------------------------------------------------------

@@ -37,6 +37,7 @@ def test_defaults_yaml_and_overrides(tmp_path):
     ("model:\n  lora:\n    enabled: yes please\n", [], "model.lora.enabled: expected bool"),
     ("loss: 3\n", [], "loss: expected a mapping"),
     ("", ["loss.kind=kto"], "loss.kind"),
+    ("", ["loss.kind=sft"], "loss.kind: unknown loss 'sft'; known: dpo, ipo, slic, cdpo, rdpo, soft (algo: sft trains"),
     ("", ["algo=ppo"], "algo"),
     ("", ["train.batch_size=6", "train.grad_accum=4"], "train.grad_accum"),
     ("", ["data.padding_side=middle"], "data.padding_side"),

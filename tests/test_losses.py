@@ -149,3 +149,20 @@ def test_matches_trl_dpo_trainer(tmp_path, embedded_path):
                                            chosen_tokens=n[:b].float(), rejected_tokens=n[b:].float())
         # float32 sums of ~100-nat log-probs computed in different tile orders: agree to ~1e-4
         assert out.mean().item() == pytest.approx(trl_loss, rel=1e-3, abs=1e-3), trl_kind
+
+
+def test_a_loss_added_to_the_registry_is_a_valid_config_value_and_is_dispatched(monkeypatch):
+    """losses.LOSSES drives loss.kind: the config accepts what the registry holds and nothing else,
+    so adding a loss is one entry there (plus its test), not a second list to keep in step."""
+    from harness.config import ConfigError, load_config
+
+    def hinge0(*lp, beta, **_):  # a made-up loss: margin-0 SLiC
+        return losses.slic_loss(*lp, beta=beta, margin=0.0)
+
+    with pytest.raises(ConfigError, match="known: dpo, ipo, slic, cdpo, rdpo, soft"):
+        load_config(None, ["loss.kind=hinge0"])
+    monkeypatch.setitem(losses.LOSSES, "hinge0", hinge0)
+    assert load_config(None, ["loss.kind=hinge0"]).loss.kind == "hinge0"
+    out, _, _ = losses.preference_loss("hinge0", PC, PR, RC, RR, beta=0.1)
+    ref, _, _ = losses.slic_loss(PC, PR, RC, RR, beta=0.1, margin=0.0)
+    assert torch.equal(out, ref)

@@ -192,7 +192,7 @@ def test_sft_then_dpo_from_it_with_lora(tiny, tmp_path, pairs_file):
     cfg_path.write_text("algo: sft\n")
     base = [f"model.name={tiny}", "data.max_prompt_tokens=24", "data.max_response_tokens=16", "train.lr=0.003",
             "train.warmup_steps=0", "train.checkpoint_every=0"]
-    assert main(["--home", str(home), "train", str(cfg_path), *base, "data.task=quickstart", "loss.kind=sft",
+    assert main(["--home", str(home), "train", str(cfg_path), *base, "data.task=quickstart",
                  "train.steps=4", "train.batch_size=4", "train.grad_accum=2", "--run-id", "sft"]) == 0
     store = Store(home)
     m = store.metrics(["sft"])

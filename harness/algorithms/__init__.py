@@ -22,7 +22,6 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     "sft": Algorithm("harness.algorithms.offline:build_sft", needs_reference=False),
     "dpo": Algorithm("harness.algorithms.offline:build_dpo"),
-    # Filled in by their owners (issues for OAIF, reward models, RLHF); a missing module is a clear error.
     "oaif": Algorithm("harness.algorithms.oaif:build"),
     "reward_model": Algorithm("harness.algorithms.reward_model:build", causal_lm=False, needs_reference=False),
     "rlhf": Algorithm("harness.algorithms.rl:build"),
