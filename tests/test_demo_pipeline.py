@@ -25,7 +25,7 @@ def tiny_model(tmp_path_factory, embedded_path) -> str:
 def test_demo_prints_verdicts_head_to_head_sources_and_cards(tmp_path, tiny_model, capsys, monkeypatch):
     """The study on the verifiable task: a simulated-human source offline and online, a rule as the
     'AI' source offline; gold first, then a held-out rule judge; every table and verdict printed."""
-    from harness.commands import eval as ev
+    from harness.pipelines import evaluate as ev
 
     asked = install_card_stub(monkeypatch)
     answered = []

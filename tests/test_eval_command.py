@@ -125,7 +125,7 @@ def _three_policies(tmp_path):
 
 
 def test_head_to_head_every_pair_once_each_identical_outputs_not_judged(tmp_path, capsys, monkeypatch):
-    from harness.commands import eval as ev
+    from harness.pipelines import evaluate as ev
 
     _, files = _three_policies(tmp_path)
     answered = []

@@ -162,7 +162,7 @@ def test_oaif_validity_gate_computes_no_card_for_the_gold_judge(vtask, tmp_path,
     card without computing one (a computed card would be all n/a and store unparsed labels)."""
     from types import SimpleNamespace
 
-    from harness.commands import train
+    from harness.pipelines import train
     from judges.gold import make_gold_judge
 
     def no_card(*a, **k):

@@ -192,7 +192,7 @@ def test_override_with_invalid_yaml_is_one_line(tmp_path, capsys):
 
 
 def test_a_run_that_fails_while_loading_is_marked_failed(tmp_path, capsys):
-    from harness.commands.train import find_resumable
+    from harness.pipelines.train import find_resumable
 
     home = tmp_path / "home"
     over = ["model.name=/nonexistent/model-dir", "train.steps=1"]

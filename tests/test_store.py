@@ -25,7 +25,7 @@ def test_record_dtypes_merges_into_env_json(store, capsys):
     """train.record_dtypes: what `dtype: auto` resolved to, kept beside the versions (Store.add_environment)."""
     import json
 
-    from harness.commands.train import record_dtypes
+    from harness.pipelines.train import record_dtypes
 
     rid = store.create_run({"algo": "dpo"}, "dpo")
     out = record_dtypes(store, rid, {"model": {"device": "cpu", "dtype": "auto"}, "sampling": {"dtype": "auto"}})

@@ -61,11 +61,11 @@ def sample_responses(task, rows: list[dict], store, run_id: str, model: str, k: 
                      temperature: float, seed: int, home=None, progress: bool = True) -> list[list[str]]:
     """k responses per row (in row order), sampled where not stored yet; stored chunk by chunk.
 
-    The model is loaded as `harness eval` loads a policy (eval.resolve_policy, models.load_model) and
+    The model is loaded as `harness eval` loads a policy (pipelines.evaluate.resolve_policy, models.load_model) and
     sampled with the harness sampler (sampling.make_sampler), not a loop of its own."""
     import torch
 
-    from ..commands.eval import resolve_policy
+    from ..pipelines.evaluate import resolve_policy
     from ..config import DataConfig, SamplingConfig
 
     have = {i: r for i, r in _stored(store, run_id).items()  # only samples of the very prompt at that index

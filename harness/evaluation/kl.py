@@ -119,7 +119,7 @@ def run_kl(store, run_id: str, home, prompts: Sequence, m: int = 4, max_new_toke
     """`estimate_kl` for a trained run: its newest checkpoint against its initial model (the weights it
     started from, found as `harness eval --baseline initial` finds them), with the run's prompt
     length, sampling length (default `sampling.max_new_tokens`) and task system prompt."""
-    from ..commands.eval import resolve_policy
+    from ..pipelines.evaluate import resolve_policy
     from ..config import DataConfig
     from ..models import load_model
 

@@ -231,7 +231,7 @@ def online_gold_counts(store: Store, run_id: str) -> dict:
 def run_or_resume(cfg: RunConfig, store: Store, group: str, run_id: str | None = None) -> tuple[str, dict]:
     """`execute` the run; with a `run_id` that exists: reuse it when done, else resume it from its
     newest checkpoint (a study killed mid-run picks up where it stopped)."""
-    from ..commands.train import execute
+    from .train import execute
 
     if run_id and store.has_run(run_id):
         if store.get_run(run_id)["status"] == "done" and store.latest_checkpoint(run_id) is not None:
@@ -277,7 +277,7 @@ def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, 
 # -- evaluation ---------------------------------------------------------------------------------------
 def evaluate_arms(demo: DemoConfig, arms: dict, store: Store, group: str, say: Callable[[str], None]) -> dict:
     """Per evaluation judge: each arm vs the initial policy, and head-to-head (policies answer once)."""
-    from ..commands.eval import evaluate, head_to_head
+    from .evaluate import evaluate, head_to_head
     from ..config import SamplingConfig
 
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=demo.evaluation.max_new_tokens,

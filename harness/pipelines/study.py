@@ -161,7 +161,7 @@ def pairs_for_seed(study: StudyConfig, base: dict, seed: int, store: Store, grou
 
 def evaluate_cell(study: StudyConfig, arm: str, seed: int, run_id: str, store: Store, group: str, cache: dict) -> dict:
     """Gold evaluation of one trained (arm, seed) against the initial policy: the cell's values."""
-    from ..commands.eval import evaluate
+    from .evaluate import evaluate
     from ..config import SamplingConfig
 
     sampling = SamplingConfig(temperature=0.0, max_new_tokens=study.evaluation.max_new_tokens,
