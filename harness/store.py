@@ -260,6 +260,16 @@ class Store:
     def run_dir(self, run_id: str) -> Path:
         return self.home / run_id
 
+    def write_run_file(self, run_id: str, name: str, text: str) -> Path:
+        """A file a pipeline keeps with its run (e.g. the demo's sampled pairs), written atomically: a
+        reader (a resuming study) never sees half of it."""
+        if "/" in name or name.startswith(".") or name in ("log.jsonl", "env.json", "config.yaml"):
+            raise StoreError(f"run file name {name!r}: a plain file name, not one the store keeps itself")
+        path = self.run_dir(run_id) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+        return path
+
     def add_environment(self, run_id: str, **facts) -> None:
         """Merge `facts` into the run's env.json (e.g. the dtypes this machine resolved on start/resume)."""
         path = self.run_dir(run_id) / "env.json"

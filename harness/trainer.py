@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from .config import RunConfig
 from .models import Reference, load_weights, save_weights, save_weights_state
 from .evaluation.kl import KL_METRIC  # the one KL column; sources that log it keep the name unprefixed
-from .store import Store, atomic_write_text
+from .store import Store
 from .trackers import open_trackers
 
 

@@ -186,17 +186,15 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
     del model
     result = {}
     for name, got in out.items():
-        path = store.run_dir(run_id) / f"pairs-{name}.jsonl"
-        with open(path, "w") as f:
-            for e in got["examples"]:
-                # the sampled ids and truncation flags travel: offline DPO trains on the tokens OAIF would
-                f.write(json.dumps({k: e.get(k) for k in ("prompt", "chosen", "rejected", "p", "chosen_truncated",
-                                                          "rejected_truncated", "chosen_ids", "rejected_ids")},
-                                   ensure_ascii=False) + "\n")
+        # the sampled ids and truncation flags travel: offline DPO trains on the tokens OAIF would
+        keys = ("prompt", "chosen", "rejected", "p", "chosen_truncated", "rejected_truncated", "chosen_ids",
+                "rejected_ids")
+        path = store.write_run_file(run_id, f"pairs-{name}.jsonl", "".join(
+            json.dumps({k: e.get(k) for k in keys}, ensure_ascii=False) + "\n" for e in got["examples"]))
         result[name] = {"path": str(path), "pairs": len(got["examples"]), "run_id": run_id,
                         **summed(got["metrics"])}
     # read back by a study that resumes (pipelines/study.py: the pairs of a seed are sampled once)
-    (store.run_dir(run_id) / "pairs.json").write_text(json.dumps(result))
+    store.write_run_file(run_id, "pairs.json", json.dumps(result))
     store.set_run_status(run_id, "done")
     return result
 
