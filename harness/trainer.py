@@ -91,8 +91,15 @@ def make_accelerator(cfg: RunConfig):
 
     from .devices import resolve_mixed_precision
 
+    from accelerate.state import AcceleratorState, PartialState
+
     cpu = not torch.cuda.is_available() or cfg.model.device == "cpu"
     mixed, _ = resolve_mixed_precision(cfg.train.mixed_precision, "cpu" if cpu else "cuda")
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision") != mixed and PartialState().num_processes == 1:
+        # accelerate keeps one mode per process; another Accelerator in this process (e.g. a TRL
+        # trainer, whose default is bf16) fixed another one, which would refuse (or silently set) ours
+        AcceleratorState._reset_state()
     return Accelerator(cpu=cpu, mixed_precision=mixed, step_scheduler_with_optimizer=False)
 
 

@@ -132,7 +132,8 @@ def test_matches_trl_dpo_trainer(tmp_path, embedded_path):
     ])
     beta, eps = 0.3, 0.2
     args = DPOConfig(output_dir=str(tmp_path / "trl"), loss_type=["sigmoid"], beta=beta, per_device_train_batch_size=2,
-                     report_to=[], use_cpu=True, gradient_checkpointing=False, max_length=64, label_smoothing=eps)
+                     report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False, max_length=64,
+                     label_smoothing=eps)  # fp32 like ours (TRL's default is bf16)
     trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(ref), args=args, train_dataset=data, processing_class=tok)
     inputs = next(iter(trainer.get_train_dataloader()))
     batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],

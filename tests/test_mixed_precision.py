@@ -72,3 +72,15 @@ def test_config_rejects_unknown_mixed_precision_and_schedule():
         load_config(None, ["train.mixed_precision=tf32"])
     with pytest.raises(ConfigError, match="train.schedule.*known: linear, cosine, constant"):
         load_config(None, ["train.schedule=step"])
+
+
+def test_an_accelerator_made_earlier_in_the_process_with_another_mode_does_not_decide_ours(monkeypatch):
+    """accelerate fixes one mixed-precision mode per process; a TRL trainer (default bf16) made first
+    in a notebook or test session would otherwise make the harness's Accelerator refuse to start."""
+    from accelerate import Accelerator
+
+    from harness.trainer import make_accelerator
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    assert Accelerator(cpu=True, mixed_precision="bf16").mixed_precision == "bf16"
+    assert make_accelerator(load_config(None, [])).mixed_precision == "no"  # auto on CPU
