@@ -88,10 +88,9 @@ def make_accelerator(cfg: RunConfig):
     train.mixed_precision (devices.resolve_mixed_precision). Under `accelerate launch` the launch
     config decides the distributed type (DDP, FSDP, DeepSpeed)."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
 
     from .devices import resolve_mixed_precision
-
-    from accelerate.state import AcceleratorState, PartialState
 
     cpu = not torch.cuda.is_available() or cfg.model.device == "cpu"
     mixed, _ = resolve_mixed_precision(cfg.train.mixed_precision, "cpu" if cpu else "cuda")

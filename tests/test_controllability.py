@@ -15,7 +15,7 @@ import pytest
 
 from card_stub import install_card_stub
 from harness.cli import main
-from harness.commands.study import held_out_judge
+from harness.pipelines.controllability import held_out_judge
 from tiny_llama import make_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def test_rule_annotators_steer_length_apart(tmp_path, words_model, capsys):
 def test_study_argument_errors(tmp_path):
     cfg = str(REPO / "configs" / "oaif_quickstart_rule_shorter.yaml")
     with pytest.raises(ValueError, match="--instructions or --judges"):
-        from harness.commands.study import run_study
+        from harness.pipelines.controllability import run_study
         from harness.store import Store
 
         run_study(Store(tmp_path), cfg, [], None, None)

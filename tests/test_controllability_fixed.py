@@ -36,7 +36,7 @@ def load(name, instruction=None):
 
 
 def test_instructed_rule_flips_every_verdict_and_uninstructed_none(tmp_path):
-    from harness.commands.study import judge_for_ref
+    from harness.pipelines.controllability import judge_for_ref
 
     store = Store(tmp_path / "home")
     props = ["shorter", "longer", "lowercase", "no_commas", "bullets"]
@@ -156,7 +156,7 @@ def test_instruction_changes_the_annotator_version():
 
 def test_cli_measures_before_training_and_stores_the_result(tmp_path, capsys):
     from harness.cli import main
-    from harness.commands.study import fixed_pairs
+    from harness.pipelines.controllability import fixed_pairs
 
     f = tmp_path / "pairs.jsonl"
     f.write_text("".join(json.dumps({"prompt": p.prompt, "response_a": p.response_a, "response_b": p.response_b}) + "\n"
@@ -199,7 +199,7 @@ def test_cli_measures_before_training_and_stores_the_result(tmp_path, capsys):
 @pytest.mark.slow
 def test_embedded_llm_judge_is_measured_with_p_shift(tmp_path):
     """SmolLM2-135M in logprob mode: a row per instruction, with the per-order P(favoured) shift."""
-    from harness.commands.study import judge_for_ref
+    from harness.pipelines.controllability import judge_for_ref
 
     rows = C.measure(PAIRS[:3], judge_for_ref(JudgeRef(name="smollm2-logprob"), tmp_path, None),
                      ["shorter", "lowercase"], Store(tmp_path / "home"))

@@ -78,9 +78,11 @@ def test_an_accelerator_made_earlier_in_the_process_with_another_mode_does_not_d
     """accelerate fixes one mixed-precision mode per process; a TRL trainer (default bf16) made first
     in a notebook or test session would otherwise make the harness's Accelerator refuse to start."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from harness.trainer import make_accelerator
 
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    AcceleratorState._reset_state()  # earlier tests in this session fixed "no": start as a fresh process
     assert Accelerator(cpu=True, mixed_precision="bf16").mixed_precision == "bf16"
     assert make_accelerator(load_config(None, [])).mixed_precision == "no"  # auto on CPU
