@@ -7,35 +7,28 @@
 Backends never raise for one bad request: a failure becomes `BackendResult(error=...)`, which the
 judge records as an `unparsed` label with the error as raw output (nothing lost, nothing guessed).
 
-- transformers: local model (default the embedded SmolLM2), batched, left-padded; `dtype: auto` loads
-  it with role judge (harness.devices): bf16 only where the CPU/GPU has it natively, else fp32.
-- http: any OpenAI-compatible /chat/completions endpoint (`vllm serve`, llama.cpp, a provider):
-  `timeout_s` bounds each WHOLE attempt (not each read: a server trickling bytes is cut off), retries
-  with exponential back-off or the server's `Retry-After` (429/503, capped by `max_retry_wait_s`), a
-  thread-pool concurrency limit, API key from the environment variable the config names (never
-  stored or logged). Answers are checked before they are read: a non-finite or positive logprob, a
-  non-string content or a missing field is an error result, never a number or a verdict.
-- vllm: in-process `vllm.LLM`, imported lazily. vLLM pins its own torch and cannot be installed in
-  the CPU environment here, so this adapter is kept thin and is untested on this machine.
+Backends are a registry (`registry()`: name -> BackendSpec). `transformers` lives here: a local model
+(default the embedded SmolLM2), batched, left-padded; `dtype: auto` loads it with role judge
+(harness.devices): bf16 only where the CPU/GPU has it natively, else fp32. Every other backend is one
+file, judges/<name>_backend.py, whose `BACKEND` names its options section (`<name>:` in the judge
+config), its checks and the options left out of the judge's version:
+- http_backend.py: any OpenAI-compatible /chat/completions endpoint (`vllm serve`, llama.cpp, a
+  provider) on the `openai` client;
+- vllm_backend.py: in-process `vllm.LLM` on a GPU (untested here: vLLM cannot be installed next to
+  the CPU torch).
 """
 from __future__ import annotations
 
-import math
+import importlib
+import pkgutil
 import threading
 import time
-from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from harness.config import ConfigError
 
-from .backend_types import BackendResult, Prompt  # noqa: F401 (re-exported)
-from .http_backend import HttpBackend, HttpBackendConfig  # noqa: F401 (re-exported)
-
-
-@dataclass
-class VllmBackendConfig:
-    gpu_memory_utilization: float = 0.5
-    max_model_len: int = 4096
-    top_logprobs: int = 20
+from .backend_types import BackendResult, BackendSpec, Prompt  # noqa: F401 (re-exported)
 
 
 # -- local transformers ---------------------------------------------------------------------------
@@ -165,62 +158,36 @@ class TransformersBackend:
         return out
 
 
-# -- vLLM in-process (GPU extra) -------------------------------------------------------------------
-class VllmBackend:
-    """Same calls through `vllm.LLM`. Thin on purpose: vLLM cannot be installed next to the CPU torch
-    here, so only its missing-package error is tested on this machine."""
-
-    name = "vllm"
-
-    def __init__(self, model_name: str, dtype: str, cfg: VllmBackendConfig, seed: int, where: str, home=None):
-        try:
-            import vllm
-        except ImportError:
-            raise ConfigError(f"{where} backend: vllm needs the vllm package (GPU only: pip install "
-                              "'feedback-harness[vllm]'); it is not installed. Use backend: transformers, or "
-                              "backend: http against a `vllm serve` endpoint") from None
-        from harness.models import resolve_model
-
-        self._vllm = vllm
-        self.dtype, _ = judge_dtype(dtype, "cuda", f"{where} dtype")  # vLLM runs on a GPU
-        self.llm = vllm.LLM(model=resolve_model(model_name, home),
-                            dtype={"bf16": "bfloat16", "fp32": "float32", "fp16": "float16"}[self.dtype],
-                            gpu_memory_utilization=cfg.gpu_memory_utilization, max_model_len=cfg.max_model_len, seed=seed)
-        self.tok = self.llm.get_tokenizer()
-        self.cfg = cfg
-
-    check_labels = TransformersBackend.check_labels
-    truncate = TransformersBackend.truncate
-    _texts = TransformersBackend._texts
-
-    def logprob(self, prompts, labels, batch_size=8):
-        label_ids = [self.tok.encode(l, add_special_tokens=False)[0] for l in labels]
-        params = self._vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.cfg.top_logprobs)
-        t = time.perf_counter()
-        outs = self.llm.generate(self._texts(prompts), params, use_tqdm=False)
-        dt = (time.perf_counter() - t) / max(len(prompts), 1)
-        res = []
-        for o in outs:
-            lp = o.outputs[0].logprobs[0]  # {token_id: Logprob}; answer tokens outside the top-k count as 0
-            res.append(BackendResult(probs={l: math.exp(lp[i].logprob) if i in lp else 0.0 for l, i in zip(labels, label_ids)},
-                                     tokens_in=len(o.prompt_token_ids), tokens_out=0, latency_s=dt))
-        return res
-
-    def generate(self, prompts, max_new_tokens, temperature=0.0, top_p=1.0, seed=0, batch_size=8):
-        params = self._vllm.SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed)
-        t = time.perf_counter()
-        outs = self.llm.generate(self._texts(prompts), params, use_tqdm=False)
-        dt = (time.perf_counter() - t) / max(len(prompts), 1)
-        return [BackendResult(text=o.outputs[0].text, tokens_in=len(o.prompt_token_ids),
-                              tokens_out=len(o.outputs[0].token_ids), latency_s=dt) for o in outs]
+# -- the registry: `backend: <name>` -> BackendSpec ------------------------------------------------
+TRANSFORMERS = BackendSpec(
+    name="transformers",
+    make=lambda judge_cfg, options, where, home=None: TransformersBackend(judge_cfg.model, judge_cfg.dtype,
+                                                                         judge_cfg.device, home),
+    doc="a local transformers model (default the embedded SmolLM2), batched, left-padded")
 
 
-def make_backend(cfg, where: str, home=None):
-    """The backend an LLMJudgeConfig names (ONE table: transformers | http | vllm)."""
-    if cfg.backend == "transformers":
-        return TransformersBackend(cfg.model, cfg.dtype, cfg.device, home)
-    if cfg.backend == "http":
-        return HttpBackend(cfg.http, where)
-    if cfg.backend == "vllm":
-        return VllmBackend(cfg.model, cfg.dtype, cfg.vllm, cfg.seed, where, home)
-    raise ConfigError(f"{where} backend: {cfg.backend!r} is not one of transformers, http, vllm")
+@lru_cache(maxsize=None)
+def registry() -> dict[str, BackendSpec]:
+    """Every judge backend: transformers, plus the BACKEND of each judges/<name>_backend.py (found by
+    file name, so adding a backend is one file). Read lazily: those modules import this one."""
+    found = {"transformers": TRANSFORMERS}
+    for mod in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if not mod.name.endswith("_backend"):
+            continue
+        spec = getattr(importlib.import_module(f"judges.{mod.name}"), "BACKEND", None)
+        if not isinstance(spec, BackendSpec) or spec.name != mod.name.removesuffix("_backend"):
+            raise RuntimeError(f"judges/{mod.name}.py: needs BACKEND = BackendSpec(name={mod.name.removesuffix('_backend')!r}, ...)")
+        found[spec.name] = spec
+    return found
+
+
+def backend_spec(name: str, where: str) -> BackendSpec:
+    specs = registry()
+    if name not in specs:
+        raise ConfigError(f"{where} backend: {name!r} is not one of {', '.join(specs)}")
+    return specs[name]
+
+
+def make_backend(cfg, options, where: str, home=None):
+    """The backend an LLMJudgeConfig names, built by its registry entry with its options section."""
+    return backend_spec(cfg.backend, where).make(cfg, options, where, home)

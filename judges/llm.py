@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from harness.config import ConfigError, JudgeRef, _build
+from harness.config import ConfigError, JudgeRef, _build, where_join
 from harness.records import Annotator, Label, Pair, content_hash
 
-from .backends import BackendResult, HttpBackendConfig, Prompt, VllmBackendConfig, make_backend
+from .backends import BackendResult, Prompt, backend_spec, make_backend, registry
 from .base import BOTH_ORDERS, error_label
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -36,7 +36,7 @@ DEFAULT_RUBRIC = "Pick the response that is more helpful, correct and follows th
 @dataclass
 class LLMJudgeConfig:
     description: str = ""
-    backend: str = "transformers"  # transformers | http | vllm
+    backend: str = "transformers"  # a name in judges.backends.registry(); its options: the `<backend>:` section
     model: str = "smollm2-135m-instruct"  # transformers/vllm: embedded name, hub id or local dir
     dtype: str = "auto"  # auto: bf16 where native (AVX512-BF16/AMX CPU, GPU), else fp32 (bf16 is ~25x slower on AVX2)
     device: str = "auto"
@@ -58,21 +58,17 @@ class LLMJudgeConfig:
     seed: int = 0
     verdict_regex: str | None = None  # generate mode: one group capturing a label or "tie"
     tie_band: float = 0.0  # |p - 0.5| <= tie_band is a tie
-    http: HttpBackendConfig = field(default_factory=HttpBackendConfig)
-    vllm: VllmBackendConfig = field(default_factory=VllmBackendConfig)
 
 
 # Settings that change how fast or where a judge runs, not what it answers: not in the version hash.
 NOT_IN_VERSION = {"description", "both_orders", "batch_size", "device"}
-HTTP_NOT_IN_VERSION = {"api_key_env", "timeout_s", "max_retries", "backoff_s", "max_retry_wait_s", "concurrency"}
 
 
 def _validate(cfg: LLMJudgeConfig, where: str) -> None:
     def bad(key, msg):
         raise ConfigError(f"{where} {key}: {msg}")
 
-    if cfg.backend not in ("transformers", "http", "vllm"):
-        bad("backend", f"{cfg.backend!r} is not one of transformers, http, vllm")
+    backend_spec(cfg.backend, where)
     if cfg.mode not in ("logprob", "generate"):
         bad("mode", f"{cfg.mode!r} is not one of logprob, generate")
     if len(cfg.labels) != 2 or len(set(cfg.labels)) != 2 or not all(cfg.labels):
@@ -93,11 +89,29 @@ def _validate(cfg: LLMJudgeConfig, where: str) -> None:
             bad("verdict_regex", f"invalid regular expression ({e})")
         if rx.groups != 1:
             bad("verdict_regex", "needs exactly one capturing group (the label or 'tie')")
-    h = cfg.http
-    if (h.max_retries < 0 or h.concurrency < 1 or not h.timeout_s > 0 or not h.backoff_s >= 0
-            or not h.max_retry_wait_s >= 0):
-        bad("http", "max_retries >= 0, concurrency >= 1, timeout_s > 0, backoff_s >= 0 and "
-                    "max_retry_wait_s >= 0 are required")
+
+
+def read_llm_judge_config(data: dict, where: str) -> tuple[LLMJudgeConfig, dict]:
+    """The judge config and the options of each backend section it has ({name: options}), validated.
+    A section of a backend not chosen is checked too (a typo there is an error, not silence)."""
+    data = dict(data)
+    sections = {name: data.pop(name) for name in list(registry()) if name in data}
+    cfg = _build(LLMJudgeConfig, data, where)
+    _validate(cfg, where)
+    options = {}
+    for name in sorted({*sections, cfg.backend}):
+        spec = backend_spec(name, where)
+        if spec.options is None:
+            if name in sections:
+                raise ConfigError(f"{where} {name}: the {name} backend takes no options section")
+            continue
+        raw = sections.get(name) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} {name}: expected a mapping of options, got {type(raw).__name__}")
+        options[name] = _build(spec.options, raw, where_join(where, name))
+        if spec.validate is not None:
+            spec.validate(options[name], where)
+    return cfg, options
 
 
 def read_template(name: str, where: str) -> tuple[Path, str]:
@@ -189,22 +203,23 @@ def _to_canonical(which: str, order: str) -> str:
 # -- the judge ---------------------------------------------------------------------------------------
 class LLMJudge:
     def __init__(self, name: str, cfg: LLMJudgeConfig, template_text: str, template_path: Path, rubric: str,
-                 backend, mode_overridden: bool = False):
+                 backend, mode_overridden: bool = False, options=None):
+        """`options`: the chosen backend's options section (None: its defaults)."""
         self.name, self.cfg, self.template, self.rubric, self.backend = name, cfg, template_text, rubric, backend
         self.orders = BOTH_ORDERS if cfg.both_orders else ("AB",)
         self.tie_band = cfg.tie_band
         d = asdict(cfg)
         semantic = {k: v for k, v in d.items() if k not in NOT_IN_VERSION}
-        semantic["http"] = {k: v for k, v in d["http"].items() if k not in HTTP_NOT_IN_VERSION}
-        if cfg.backend != "vllm":
-            semantic.pop("vllm")
-        if cfg.backend != "http":
-            semantic.pop("http")
+        spec = backend_spec(cfg.backend, f"judge {name}:")
+        if spec.options is not None:
+            # only the chosen backend's section is in the version, less what changes speed, not answers
+            # (so a new backend, or a new speed option, moves no existing label's cache key)
+            d[cfg.backend] = asdict(options if options is not None else spec.options())
+            semantic[cfg.backend] = {k: v for k, v in d[cfg.backend].items() if k not in spec.not_in_version}
         # the RESOLVED dtype (labels made in bf16 and in fp32 never share a cache entry); `auto` that
-        # resolves to bf16 hashes as the explicit bf16 configs did before. An http judge's dtype is not
-        # ours: it keeps the old default, so its version does not move.
-        semantic["dtype"] = getattr(backend, "dtype", None) or (
-            "bf16" if cfg.backend == "http" and cfg.dtype == "auto" else cfg.dtype)
+        # resolves to bf16 hashes as the explicit bf16 configs did before. A backend computing
+        # elsewhere (http) sets the dtype it has always hashed.
+        semantic["dtype"] = getattr(backend, "dtype", None) or cfg.dtype
         version = content_hash(semantic, template_text, rubric, n=12)
         ann_id = name
         if mode_overridden:
@@ -291,7 +306,7 @@ def build_llm_judge(name: str, data: dict, path: Path, ref: JudgeRef | None = No
                     device: str | None = None, rubric: str | None = None) -> LLMJudge:
     """Validate `data` (the YAML of judges/configs/<name>.yaml) and build the judge and its backend."""
     where = f"{path}:"
-    cfg = _build(LLMJudgeConfig, dict(data), where)
+    cfg, options = read_llm_judge_config(data, where)
     mode_overridden = False
     if ref is not None:
         if ref.instruction is not None:
@@ -304,8 +319,8 @@ def build_llm_judge(name: str, data: dict, path: Path, ref: JudgeRef | None = No
         cfg.device = device
     _validate(cfg, where)
     template_path, template_text = read_template(cfg.template, where)
-    backend = make_backend(cfg, where, home)
+    backend = make_backend(cfg, options.get(cfg.backend), where, home)
     if cfg.mode == "logprob":
         backend.check_labels(list(cfg.labels), where)
     return LLMJudge(name, cfg, template_text, template_path, rubric or cfg.rubric or DEFAULT_RUBRIC, backend,
-                    mode_overridden)
+                    mode_overridden, options.get(cfg.backend))

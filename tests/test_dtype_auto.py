@@ -191,6 +191,11 @@ def test_judge_version_holds_the_resolved_dtype(tmp_path):
     assert version("auto", "fp32") == version("fp32", "fp32")
     assert version("auto", "bf16") != version("auto", "fp32")
     # an http judge computes remotely: `auto` keeps the version the old bf16 default gave
-    http = lambda d: LLMJudge("h", LLMJudgeConfig(backend="http", dtype=d), text, path, "r",  # noqa: E731
-                              object()).annotator.version
+    from judges.backends import registry
+    from judges.http_backend import HttpBackendConfig
+
+    def http(d):  # the backend as the registry builds it (no request is sent)
+        cfg = LLMJudgeConfig(backend="http", dtype=d)
+        return LLMJudge("h", cfg, text, path, "r", registry()["http"].make(cfg, HttpBackendConfig(), "t")).annotator.version
+
     assert http("auto") == http("bf16")

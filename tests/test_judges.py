@@ -303,8 +303,7 @@ def test_shipped_configs_are_valid_yaml_with_known_keys():
     """Every judges/configs/*.yaml validates (without loading a model)."""
     import dataclasses
 
-    from harness.config import _build
-    from judges.llm import LLMJudgeConfig, _validate, read_template
+    from judges.llm import read_llm_judge_config, read_template
     from judges.registry import CONFIG_DIR, read_judge_config
 
     names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
@@ -313,8 +312,7 @@ def test_shipped_configs_are_valid_yaml_with_known_keys():
         data = read_judge_config(p)
         if data.pop("kind", "llm") != "llm":
             continue
-        cfg = _build(LLMJudgeConfig, data, f"{p}:")
-        _validate(cfg, f"{p}:")
+        cfg, _ = read_llm_judge_config(data, f"{p}:")
         read_template(cfg.template, f"{p}:")
         assert dataclasses.asdict(cfg)["mode"] in ("logprob", "generate")
 
