@@ -270,6 +270,18 @@ def test_retry_after_is_capped_by_max_retry_wait(tmp_path, store, real_pairs):
     assert out[0].labels[0].verdict == "A" and 0.25 <= _gaps(srv)[0] < 2.0
 
 
+def test_a_long_retry_after_waits_the_cap_not_the_clients_own_back_off(tmp_path, store, real_pairs):
+    """Our Retry-After override is in effect: the openai client alone ignores a wait over 60 s and
+    falls back to its own back-off (~0.5-1 s); capped at 1.2 s, the wait must be the cap."""
+    from judges import label_and_store, load_judge
+
+    with serve(_busy_then_ok(429, "3600")) as (srv, url):
+        judge = load_judge(write_cfg(tmp_path, url, backoff_s=0.01, concurrency=1, max_retry_wait_s=1.2))
+        out = label_and_store(judge, real_pairs[:1], store, orders=("AB",))
+    assert out[0].labels[0].verdict == "A" and len(srv.requests) == 2
+    assert 1.1 <= _gaps(srv)[0] < 3.0
+
+
 def test_retry_after_http_date_and_garbage():
     from email.utils import formatdate
 
