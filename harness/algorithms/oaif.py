@@ -18,6 +18,7 @@ import random
 import time
 from typing import Sequence
 
+from ..evaluation.bias import judgement_bias
 from ..records import Judgement, Label, Pair, combine_orders, order_inconsistent, prompt_text
 from ..trainer import StepData
 from .preference import PreferenceObjective
@@ -71,24 +72,13 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
     prompts as the policy saw them (chat messages stay messages), default each pair's prompt text."""
     examples, n_tie, n_unparsed, n_skipped, n_eos, n_flipped = [], 0, 0, 0, 0, 0
     n_flipped_all = sum(order_inconsistent(j) for j in judgements)  # kept (soft) or not
-    first, n_first, consistent, n_consistent = 0, 0, 0, 0
-    shorter, n_shorter = 0, 0
     prompts = list(prompts) if prompts is not None else [j.pair.prompt for j in judgements]
+    lengths = list(lengths)
     ids = list(token_ids) if token_ids is not None else [None] * len(judgements)
-    for j, (la, lb), (ta, tb), prompt, pair_ids in zip(judgements, lengths, truncated, prompts, ids):
-        for lab in j.labels:  # position bias: did the label prefer the response shown first?
-            if lab.verdict in ("A", "B"):
-                n_first += 1
-                first += (lab.verdict == "A") == (lab.shown_order == "AB")
-        if j.consistent is not None:
-            n_consistent += 1
-            consistent += bool(j.consistent)
+    for j, (ta, tb), prompt, pair_ids in zip(judgements, truncated, prompts, ids):
         verdict, p_a = j.verdict, j.p_a
         n_tie += verdict == "tie"
         n_unparsed += verdict == "unparsed"
-        if verdict in ("A", "B") and la != lb:  # the annotator's own taste, before any EOS penalty
-            n_shorter += 1
-            shorter += (verdict == "A") == (la < lb)
         if missing_eos_penalty is not None:
             verdict, p_a, changed = apply_eos_penalty(verdict, p_a, ta, tb, missing_eos_penalty)
             n_eos += changed
@@ -110,6 +100,9 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
             n_skipped += 1
             n_flipped += order_inconsistent(j)
     n = max(len(judgements), 1)
+    # the annotator's own taste, before any EOS penalty; an unparsed order is an inconsistent pair
+    bias = judgement_bias(judgements, lengths=lengths, unparsed="inconsistent")
+    longer = bias["p_longer"]["value"]
     nan = float("nan")
     metrics = {
         "judge/n_pairs": float(len(judgements)),
@@ -118,13 +111,17 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
         "judge/skipped": float(n_skipped),
         "judge/order_inconsistent": float(n_flipped),  # of the skipped: the verdict flipped with the order
         "judge/order_flipped": float(n_flipped_all),  # all pairs whose verdict flipped, skipped or kept soft
-        "judge/p_first": first / n_first if n_first else nan,
-        "judge/consistency": consistent / n_consistent if n_consistent else nan,
-        "judge/prefers_shorter": shorter / n_shorter if n_shorter else nan,
+        "judge/p_first": _or_nan(bias["p_first"]["value"]),
+        "judge/consistency": _or_nan(bias["position_consistency"]["value"]),
+        "judge/prefers_shorter": nan if longer is None else 1.0 - longer,
         "judge/eos_overrides": float(n_eos),
         "source/n_examples": float(len(examples)),
     }
     return examples, metrics
+
+
+def _or_nan(x: float | None) -> float:
+    return float("nan") if x is None else x
 
 
 class OaifSource:

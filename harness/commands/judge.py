@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..config import JudgeRef
+from ..evaluation.bias import judgement_bias
 from ..records import Pair
 from ..report import emit
 from ..store import Store
@@ -112,10 +113,8 @@ def summarize(judgements, seconds: float | None = None) -> dict:
     """Counts, verdicts, position bias and consistency of a list of Judgements (what `judge` prints)."""
     labels = [l for j in judgements for l in j.labels]
     fresh = [l for l in labels if not l.cached]
-    decided = [l for l in labels if l.verdict in ("A", "B")]
-    first = [(l.verdict == "A") == (l.shown_order == "AB") for l in decided]
+    bias = judgement_bias(judgements, unparsed="inconsistent")
     p_first = [l.p_a if l.shown_order == "AB" else 1 - l.p_a for l in labels if l.p_a is not None]
-    both = [j for j in judgements if j.consistent is not None]
     out = {
         "pairs": len(judgements),
         "labels": len(labels),
@@ -127,9 +126,9 @@ def summarize(judgements, seconds: float | None = None) -> dict:
         "by_order": {o: dict(Counter(l.verdict for l in labels if l.shown_order == o)) for o in ("AB", "BA")
                      if any(l.shown_order == o for l in labels)},
         "unparsed_rate": (sum(l.verdict == "unparsed" for l in labels) / len(labels)) if labels else None,
-        "p_first_shown": (sum(first) / len(first)) if first else None,
+        "p_first_shown": bias["p_first"]["value"],
         "mean_p_first": (sum(p_first) / len(p_first)) if p_first else None,
-        "consistency": (sum(bool(j.consistent) for j in both) / len(both)) if both else None,
+        "consistency": bias["position_consistency"]["value"],
         "tokens_in": sum(l.tokens_in or 0 for l in fresh),
         "tokens_out": sum(l.tokens_out or 0 for l in fresh),
     }

@@ -160,26 +160,20 @@ def battles_from_judgements(judgements) -> pd.DataFrame:
 
 
 def position_bias(judgements, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Over the distinct pairs judged (each text once):
-    p_first: share of decisive (A/B) per-order labels that prefer the response shown first;
-    position_consistency: share of pairs asked in both orders whose two verdicts are equal;
-    p_longer: share of decisive combined verdicts that prefer the longer response (in characters)."""
-    from harness.evaluation.bootstrap import bootstrap_mean_ci
-    from judges.base import first_shown
+    """Over the distinct pairs judged (each text once), from `harness.evaluation.bias`:
+    p_first: share of decisive (A/B) per-order labels that prefer the response shown first (bootstrap CI);
+    position_consistency: share of pairs asked in both orders whose two verdicts agree (an unparsed
+    order counts as a disagreement); p_longer: share of decisive combined verdicts that prefer the
+    longer response (in characters)."""
+    from harness.evaluation.bias import judgement_bias
 
     distinct = list({j.pair.pair_id: j for j in judgements}.values())
-    first = [first_shown(l.shown_order, l.verdict) for j in distinct for l in j.labels]
-    first = np.array([f for f in first if f is not None], dtype=float)
-    both = [j for j in distinct if len(j.labels) == 2]
-    longer = [float((j.verdict == "A") == (len(j.pair.response_a) > len(j.pair.response_b))) for j in distinct
-              if j.verdict in ("A", "B") and len(j.pair.response_a) != len(j.pair.response_b)]
-    lo, hi = bootstrap_mean_ci(first, n_boot, seed) if first.size else (None, None)
-    return {"n_pairs": len(distinct), "n_decisive_labels": int(first.size),
-            "p_first": float(first.mean()) if first.size else None, "p_first_ci_low": lo, "p_first_ci_high": hi,
-            "n_both_orders": len(both),
-            "position_consistency": (float(np.mean([l[0].verdict == l[1].verdict for l in (j.labels for j in both)]))
-                                     if both else None),
-            "p_longer": float(np.mean(longer)) if longer else None, "n_longer": len(longer),
+    b = judgement_bias(distinct, unparsed="inconsistent", n_boot=n_boot, seed=seed)
+    first, cons, longer = b["p_first"], b["position_consistency"], b["p_longer"]
+    return {"n_pairs": len(distinct), "n_decisive_labels": first["n"],
+            "p_first": first["value"], "p_first_ci_low": first["ci_low"], "p_first_ci_high": first["ci_high"],
+            "n_both_orders": cons["n"], "position_consistency": cons["value"],
+            "p_longer": longer["value"], "n_longer": longer["n"],
             "unparsed": sum(j.verdict == "unparsed" for j in distinct)}
 
 

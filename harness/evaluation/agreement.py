@@ -82,6 +82,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import bias
 from .bootstrap import DEFAULT_N_BOOT, bootstrap_ci, bootstrap_mean_ci, bootstrap_ratio_ci
 from .reliability import (cohen_kappa, fleiss_kappa, kappa_from_confusion, krippendorff_alpha_nominal,
                           macro_prf)
@@ -289,26 +290,24 @@ def _metrics(d: pd.DataFrame, min_len_diff: float, n_boot: int, seed: int, ci: f
     first = ~pd.Series(gid).duplicated().to_numpy()
     ab1, ba1, v1 = ab[first], ba[first], v[first]
     both1 = both[first]
-    out["position_consistency"] = float((ab1[both1] == ba1[both1]).mean()) if both1.any() else np.nan
+    # unparsed is already a verdict or gone (per_item_verdicts' `unparsed`): compared as a value
+    out["position_consistency"] = _nan(bias.share(bias.consistent(ab1[both1], ba1[both1], "equal"))["value"])
     known = d["order_known"].to_numpy(dtype=bool)[first]
-    dec_ab = known & has_ab[first] & np.isin(ab1, DECISIVE)
-    dec_ba = known & has_ba[first] & np.isin(ba1, DECISIVE)
-    n_first = int(dec_ab.sum() + dec_ba.sum())
-    out["n_first"] = n_first
-    out["p_first"] = float(((ab1[dec_ab] == "A").sum() + (ba1[dec_ba] == "B").sum()) / n_first) if n_first else np.nan
-    la, lb = d["len_a"].to_numpy(dtype=float), d["len_b"].to_numpy(dtype=float)
-    with np.errstate(invalid="ignore"):
-        differs = np.abs(la - lb) > min_len_diff
-    longer = np.where(la > lb, "A", "B")
-    m = (differs & np.isin(v, DECISIVE))[first]
-    out["n_longer"] = int(m.sum())
-    out["p_longer"] = float((v1[m] == longer[first][m]).mean()) if m.any() else np.nan
-    mr = differs & np.isin(ref, DECISIVE)
+    p_first = bias.share(bias.first_shown_by_order(ab1, ba1, known))
+    out["n_first"], out["p_first"] = p_first["n"], _nan(p_first["value"])
+    longer = bias.longer_side(d["len_a"].to_numpy(dtype=float), d["len_b"].to_numpy(dtype=float), min_len_diff)
+    p_longer = bias.share(bias.prefers_longer(v1, longer[first]))
+    out["n_longer"], out["p_longer"] = p_longer["n"], _nan(p_longer["value"])
+    mr = np.isin(longer, DECISIVE) & np.isin(ref, DECISIVE)
     out["ref_p_longer"] = float((w * (ref == longer))[mr].sum() / w[mr].sum()) if mr.any() else np.nan
     out.update(macro_prf(vs, rs, macro_classes, weights=w) if n else
                {"macro_precision": np.nan, "macro_recall": np.nan, "macro_f1": np.nan, "macro_classes": ""})
     out["n_unparsed"] = int((v1 == "unparsed").sum())
     return out
+
+
+def _nan(x):
+    return np.nan if x is None else x
 
 
 def _codes_of(a, b):
@@ -517,23 +516,18 @@ def bias_table(frame: pd.DataFrame, unparsed: str = "wrong", min_len_diff: float
     rows = []
     for (ds, sub, ann), d in items.groupby(["dataset", "subset", "annotator"], sort=True):
         ab, ba = d["v_AB"].to_numpy(dtype=object), d["v_BA"].to_numpy(dtype=object)
-        known = d["order_known"].to_numpy(dtype=bool)
-        first = np.concatenate([(ab == "A")[known & np.isin(ab, DECISIVE)], (ba == "B")[known & np.isin(ba, DECISIVE)]])
-        both = d["v_AB"].notna().to_numpy() & d["v_BA"].notna().to_numpy()
+        first = bias.share(bias.first_shown_by_order(ab, ba, d["order_known"].to_numpy(dtype=bool)), n_boot, seed, ci)
+        cons = bias.share(bias.consistent(ab, ba, "equal"))
         v = d["verdict"].to_numpy(dtype=object)
-        la, lb = d["len_a"].to_numpy(dtype=float), d["len_b"].to_numpy(dtype=float)
-        with np.errstate(invalid="ignore"):
-            m = (np.abs(la - lb) > min_len_diff) & np.isin(v, DECISIVE)
-        longer = (v[m] == np.where(la > lb, "A", "B")[m]).astype(float)
+        side = bias.longer_side(d["len_a"].to_numpy(dtype=float), d["len_b"].to_numpy(dtype=float), min_len_diff)
+        longer = bias.share(bias.prefers_longer(v, side), n_boot, seed, ci)
         rows.append({
             "dataset": ds, "subset": sub, "annotator": ann, "kind": d["kind"].iloc[0], "n_items": len(d),
-            "n_first": int(first.size), "p_first": float(first.mean()) if first.size else np.nan,
-            **dict(zip(("p_first_ci_low", "p_first_ci_high"),
-                       bootstrap_mean_ci(first.astype(float), n_boot, seed, ci))),
-            "n_both": int(both.sum()),
-            "position_consistency": float((ab[both] == ba[both]).mean()) if both.any() else np.nan,
-            "n_longer": int(longer.size), "p_longer": float(longer.mean()) if longer.size else np.nan,
-            **dict(zip(("p_longer_ci_low", "p_longer_ci_high"), bootstrap_mean_ci(longer, n_boot, seed, ci))),
+            "n_first": first["n"], "p_first": _nan(first["value"]),
+            "p_first_ci_low": _nan(first["ci_low"]), "p_first_ci_high": _nan(first["ci_high"]),
+            "n_both": cons["n"], "position_consistency": _nan(cons["value"]),
+            "n_longer": longer["n"], "p_longer": _nan(longer["value"]),
+            "p_longer_ci_low": _nan(longer["ci_low"]), "p_longer_ci_high": _nan(longer["ci_high"]),
             "tie_rate": float((v == "tie").mean()), "unparsed_rate": float((v == "unparsed").mean()),
         })
     return pd.DataFrame(rows, columns=cols)

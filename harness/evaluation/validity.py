@@ -34,6 +34,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from ..records import content_hash
 
 KIND = "judge_validity"
@@ -79,25 +81,16 @@ def figures(judgements) -> dict:
     """Position consistency, P(first), P(longer) of judgements asked in both orders (module docs).
 
     `judgements`: records.Judgement with labels in the orders (AB, BA)."""
-    from judges.base import first_shown
+    from .bias import judgement_flags
 
-    both = agree = first = decisive = longer = n_longer = 0
-    for j in judgements:
-        by_order = {lab.shown_order: lab.verdict for lab in j.labels}
-        ab, ba = by_order.get("AB"), by_order.get("BA")
-        if ab not in (None, "unparsed") and ba not in (None, "unparsed"):
-            both += 1
-            # the pipeline's own test (records.combine_orders, with the judge's tie band applied)
-            agree += bool(j.consistent)
-        for order, verdict in by_order.items():
-            f = first_shown(order, verdict)
-            if f is not None:
-                decisive += 1
-                first += f
-        la, lb = n_words(j.pair.response_a), n_words(j.pair.response_b)
-        if la != lb and j.verdict in DECISIVE:
-            n_longer += 1
-            longer += j.verdict == ("A" if la > lb else "B")
+    # an unparsed order cannot be checked against the other: not counted in consistency
+    f = judgement_flags(judgements, length=n_words, unparsed="drop")
+
+    def count(flags):
+        kept = flags[~np.isnan(flags)]
+        return int(kept.sum()), int(kept.size)
+
+    (agree, both), (first, decisive), (longer, n_longer) = (count(f[k]) for k in ("consistent", "first", "longer"))
     return {
         "position_consistency": proportion(agree, both, "pairs whose AB and BA verdicts agree / pairs with a "
                                                         "parsed verdict in both orders"),

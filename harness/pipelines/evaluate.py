@@ -12,6 +12,7 @@ from typing import Sequence
 from ..config import ConfigError, JudgeRef, ModelConfig, SamplingConfig
 from ..data import json_lines
 from ..evaluation import gold_eval
+from ..evaluation.bias import judgement_bias
 from ..evaluation.verdicts import CI_METHOD
 from ..records import prompt_text
 from ..store import Store, StoreError
@@ -146,9 +147,8 @@ def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequenc
     wr = win_rate(scores, n_boot=n_boot, seed=seed)
     lc = length_controlled_win_rate(scores, [len(a) for a in policy_out], [len(b) for b in baseline_out],
                                     n_boot=min(n_boot, 200), seed=seed)
-    labels = [lab for j in judgements for lab in j.labels if lab.verdict in ("A", "B")]
-    first = [(lab.verdict == "A") == (lab.shown_order == "AB") for lab in labels]
-    both = [j.consistent for j in judgements if j.consistent is not None]
+    bias = judgement_bias(judgements, unparsed="inconsistent")
+    nan = float("nan")
     return {
         "policy": policy_name, "baseline": baseline_name, "judge": judge.annotator.id,
         "judge_version": judge.annotator.version, "task": task, **wr, "n_identical": int(sum(same)),
@@ -159,8 +159,10 @@ def judge_outputs(store: Store, judge, rows: Sequence[dict], policy_out: Sequenc
         "length_coef": lc["length_coef"],
         "mean_chars_policy": sum(map(len, policy_out)) / max(len(policy_out), 1),
         "mean_chars_baseline": sum(map(len, baseline_out)) / max(len(baseline_out), 1),
-        "p_first": sum(first) / len(first) if first else float("nan"),
-        "consistency": sum(both) / len(both) if both else float("nan"),
+        "p_first": nan if bias["p_first"]["value"] is None else bias["p_first"]["value"],
+        "n_first": bias["p_first"]["n"],
+        "consistency": nan if bias["position_consistency"]["value"] is None else bias["position_consistency"]["value"],
+        "n_both": bias["position_consistency"]["n"],
         "pair_ids": [p.pair_id for p in pairs],
         "verdicts": verdicts,  # per prompt, A = the policy: what another judge's verdicts are compared with
     }
