@@ -35,7 +35,7 @@ from .store_backends import BackendError, open_backend
 # a checkpoint's optimizer state: accelerate's (optimizer.bin, optimizer_1.bin, ...) and, in checkpoints
 # written before the accelerate loop, the harness's own
 OPTIMIZER_FILES = ("optimizer*.bin", "optimizer.safetensors")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_HOME = "runs"
 
 _SCHEMA = """
@@ -105,7 +105,15 @@ CREATE TABLE IF NOT EXISTS label_changes (
 CREATE INDEX IF NOT EXISTS label_changes_label ON label_changes(label_id);
 CREATE INDEX IF NOT EXISTS labels_kind_pair ON labels(annotator_kind, pair_id);
 """,
+    # 3: indexes of the typed filters: a rater's / an annotator's labels of given pairs, the pairs of a
+    # source (+ dataset), the results of a run
+    3: """
+CREATE INDEX IF NOT EXISTS labels_annotator_pair ON labels(annotator_id, pair_id);
+CREATE INDEX IF NOT EXISTS pairs_source ON pairs(source, dataset);
+CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
+""",
 }
+assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "one migration per version, in order"
 
 
 class StoreError(RuntimeError):
