@@ -81,7 +81,7 @@ def test_every_report_reads_the_same_figures(judgements):
     and the agreement frame give one number for one thing."""
     from harness.algorithms.oaif import judgements_to_examples
     from harness.commands.judge import summarize
-    from harness.commands.leaderboard_run import position_bias
+    from harness.pipelines.leaderboard import position_bias
     from harness.evaluation.agreement import bias_table
     from harness.evaluation.validity import figures
 

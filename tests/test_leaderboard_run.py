@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.commands.leaderboard_run import (Comparison, load_run_config, position_bias, rank_correlation,
+from harness.pipelines.leaderboard import (Comparison, load_run_config, position_bias, rank_correlation,
                                               read_scores)
 from harness.config import ConfigError
 from harness.pairs import PairSelection, build_pairs
@@ -215,7 +215,7 @@ def test_rule_judge_ignores_llm_settings_with_a_note(mt, tmp_path, capsys):
     assert out["judges"] == ["rule:shorter"] and out["cost"]["pairs"] == 8
     assert all(r["ci_low"] is None for r in out["ratings"])  # n_boot 0: no CIs
     with pytest.raises(ConfigError, match="unknown judge"):
-        from harness.commands.leaderboard_run import JudgeSettings, load_configured_judge
+        from harness.pipelines.leaderboard import JudgeSettings, load_configured_judge
 
         load_configured_judge(JudgeSettings(name="no-such-judge", max_response_tokens=64), tmp_path)
 
