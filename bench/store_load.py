@@ -55,7 +55,7 @@ def percentile(xs: list[float], q: float) -> float | None:
 def rater_loop(url: str | None, home: Path, rater_id: str, pool: list[str], deadline: float, out: dict) -> None:
     """Label from this rater's queue until the deadline, one transaction per label, as the page does."""
     from dashboards.queries import Shown, make_label  # the Label page's own label
-    from harness import store_raters as R
+    from harness.store import raters as R
     from harness.store import Store
 
     store = Store(home, url=url)
@@ -89,7 +89,7 @@ def run_load(url: str | None, home: Path, raters: int = 20, seconds: float = 60.
              wait_for_training: bool = False) -> dict:
     """The load run; returns its figures (see the module docstring). `url` None: SQLite in `home`.
     The training run is stopped at the deadline, or with `wait_for_training` let finish its steps."""
-    from harness import store_raters as R
+    from harness.store import raters as R
     from harness.store import Store
     from judges.importers import import_labels
 

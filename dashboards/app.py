@@ -11,7 +11,7 @@ import os
 import streamlit as st
 
 from dashboards.common import home_path
-from harness.store_backends import redact
+from harness.store.backends import redact
 
 st.set_page_config(page_title="Feedback harness", layout="wide")
 

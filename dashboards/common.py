@@ -135,7 +135,7 @@ def labels_for(pair_ids) -> pd.DataFrame:
 def rater_login(store: Store) -> dict | None:
     """The logged-in rater {rater_id, display_name, role}; None when the store has no raters (one
     person on one machine: a name is enough). Shows the login form and stops the page until then."""
-    from harness import store_raters
+    from harness.store import raters as store_raters
 
     if not store_raters.raters(store):
         return None

@@ -8,7 +8,7 @@ import pytest
 
 from dashboard_data import harness
 from dashboards import queries as Q
-from harness import store_raters as R
+from harness.store import raters as R
 from harness.store import Store
 from test_dashboard_browser import CHROMIUM, _screenshot, _settle, serve
 from test_dashboard_browser import browser, shots  # noqa: F401  (fixtures: one chromium, the screenshot folder)

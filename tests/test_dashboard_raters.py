@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard_data import harness
 from test_dashboard_apptest import open_page as page  # a page in a fresh, seeded session
-from harness import store_raters as R
+from harness.store import raters as R
 from harness.store import Store
 
 pytestmark = pytest.mark.timeout(600)

@@ -1,4 +1,4 @@
-"""Rater identity on the store (harness/store_raters.py), on SQLite and PostgreSQL: hashed credentials,
+"""Rater identity on the store (harness/store/raters.py), on SQLite and PostgreSQL: hashed credentials,
 per-rater queues whose overlap pairs get exactly the configured number of raters, changes of one's own
 labels only with every change kept; and schema migrations: a store written by the previous main
 (schema 1, tests/fixtures/store_v1.db) opens, migrates and keeps every row."""
@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from harness import store_raters as R
+from harness.store import raters as R
 from harness.records import Annotator, Label, Pair
 from harness.store import _SCHEMA, SCHEMA_VERSION, Store, StoreError
 
@@ -122,7 +122,7 @@ def test_store_of_the_previous_main_opens_and_migrates(tmp_path):
 def test_postgres_store_at_schema_1_migrates(tmp_path, pg_url):
     import psycopg
 
-    from harness.store_backends import pg_schema
+    from harness.store.backends import pg_schema
 
     with psycopg.connect(pg_url, autocommit=True) as db:  # what the previous main's schema is, on PostgreSQL
         for stmt in pg_schema(_SCHEMA).split(";"):

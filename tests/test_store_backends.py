@@ -1,4 +1,4 @@
-"""The store on PostgreSQL as on SQLite (harness/store_backends.py): the SQL translation, the same rows
+"""The store on PostgreSQL as on SQLite (harness/store/backends.py): the SQL translation, the same rows
 and statistics from the same inputs on both, concurrent writers that lose and double nothing, a URL
 chosen by --store / HARNESS_STORE, and errors that never show a password. The PostgreSQL cases need
 HARNESS_TEST_PG (a real server; `make test` starts Debian's on 127.0.0.1)."""
@@ -11,7 +11,7 @@ import pytest
 from harness.cli import main
 from harness.records import Annotator, Label, Pair
 from harness.store import Store, StoreError
-from harness.store_backends import pg_schema, pg_sql, redact
+from harness.store.backends import pg_schema, pg_sql, redact
 
 
 def test_sqlite_sql_becomes_postgres_sql():

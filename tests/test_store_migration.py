@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import store_raters as R
+from harness.store import raters as R
 from harness.records import Annotator, Label, Pair
 from harness.store import MIGRATIONS, SCHEMA_VERSION, Store, StoreError, label_cache_key
 

@@ -1,4 +1,4 @@
-"""Label: a person logs in (a store with registered raters: harness/store_raters.py, a queue of their
+"""Label: a person logs in (a store with registered raters: harness/store/raters.py, a queue of their
 own with the store's overlap, changes of their own labels kept with the old verdict) or, on a store
 without raters, enters a name, and is shown pairs (from a dataset, a run, or pairs where AI
 annotators disagree) in random order, each with a random side; every choice (A / B / tie) is
@@ -13,7 +13,7 @@ import streamlit as st
 
 from dashboards import common
 from dashboards import queries as Q
-from harness import store_raters as R
+from harness.store import raters as R
 from harness.store import StoreError
 
 BATCH = 50

@@ -1,11 +1,11 @@
 """Raters (admin): progress per rater, the overlap that gives agreement its pairs, the change log, and
-new raters. Needs a login with the admin role (harness/store_raters.py; the first admin comes from
+new raters. Needs a login with the admin role (harness/store/raters.py; the first admin comes from
 `harness raters add ID --role admin`)."""
 import pandas as pd
 import streamlit as st
 
 from dashboards import common
-from harness import store_raters as R
+from harness.store import raters as R
 from harness.evaluation.agreement import human_reliability
 from harness.evaluation.frames import label_frame
 from harness.store import StoreError

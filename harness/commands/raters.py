@@ -1,4 +1,4 @@
-"""`harness raters add|passwd|list|overlap`: the raters of a shared store (harness/store_raters.py).
+"""`harness raters add|passwd|list|overlap`: the raters of a shared store (harness/store/raters.py).
 
 The password comes from the environment variable named by --password-env (scripts, CI), else from
 a prompt that does not echo; it is stored only as a salted scrypt hash."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 import getpass
 import os
 
-from .. import store_raters as R
+from ..store import raters as R
 from ..report import emit
 from ..store import Store, StoreError
 

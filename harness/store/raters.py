@@ -1,5 +1,5 @@
 """Rater identity on a shared store (the Label page's logins and its admin view), part of the store
-layer (with harness/store.py, the only modules that write SQL):
+layer (with harness/store/__init__.py, the only modules that write SQL):
 
 - raters with a role (rater | admin) and a password kept as a salted scrypt hash, never as text;
 - per-rater queues with a configurable overlap: a fixed share of the pairs (chosen by a hash of the
@@ -20,8 +20,8 @@ import re
 import secrets
 import time
 
-from .records import content_hash
-from .store import Store, StoreError
+from ..records import content_hash
+from . import Store, StoreError
 
 ROLES = ("rater", "admin")
 RATER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 
 class BackendError(RuntimeError):
-    """Raised as the store's own StoreError (harness/store.py wraps it)."""
+    """Raised as the store's own StoreError (harness/store/__init__.py wraps it)."""
 
 
 def redact(url: str) -> str:

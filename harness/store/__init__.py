@@ -3,7 +3,7 @@
 Layout under the harness home (`--home`, `HARNESS_HOME`, default `./runs`):
 
     <home>/harness.db            SQLite (WAL): runs, metrics, pairs, samples, labels, results
-                                 (or a PostgreSQL server: --store URL / HARNESS_STORE, store_backends.py)
+                                 (or a PostgreSQL server: --store URL / HARNESS_STORE, backends.py)
     <home>/<run_id>/config.yaml  the resolved config of the run
     <home>/<run_id>/env.json     package versions, git commit, host
     <home>/<run_id>/checkpoints/step-<N>/  safetensors weights + trainer state (atomic rename)
@@ -29,95 +29,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from .records import Annotator, Label, Pair, content_hash
-from .store_backends import BackendError, open_backend
+from ..records import Annotator, Label, Pair, content_hash
+from .backends import BackendError, open_backend
+from .schema import _SCHEMA, MIGRATIONS, SCHEMA_VERSION, StoreError, migrate
+
+# re-exported: what callers and tests import from harness.store
+_REEXPORTED = (_SCHEMA, MIGRATIONS, SCHEMA_VERSION)
 
 # a checkpoint's optimizer state: accelerate's (optimizer.bin, optimizer_1.bin, ...) and, in checkpoints
 # written before the accelerate loop, the harness's own
 OPTIMIZER_FILES = ("optimizer*.bin", "optimizer.safetensors")
-SCHEMA_VERSION = 3
 DEFAULT_HOME = "runs"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-  run_id TEXT PRIMARY KEY, name TEXT, algo TEXT NOT NULL, task TEXT, status TEXT NOT NULL,
-  created_at REAL NOT NULL, updated_at REAL NOT NULL, config_json TEXT NOT NULL,
-  last_step INTEGER NOT NULL DEFAULT 0, last_metrics_json TEXT, group_name TEXT, note TEXT
-);
-CREATE TABLE IF NOT EXISTS metrics (
-  run_id TEXT NOT NULL, step INTEGER NOT NULL, split TEXT NOT NULL DEFAULT 'train',
-  data_json TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (run_id, step, split)
-);
-CREATE TABLE IF NOT EXISTS pairs (
-  pair_id TEXT PRIMARY KEY, prompt TEXT NOT NULL, response_a TEXT NOT NULL, response_b TEXT NOT NULL,
-  source TEXT, dataset TEXT, subset TEXT, record_id TEXT, run_id TEXT, step INTEGER,
-  policy_a TEXT, policy_b TEXT, reference TEXT, meta_json TEXT, created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pairs_dataset ON pairs(dataset, subset);
-CREATE INDEX IF NOT EXISTS pairs_run ON pairs(run_id, step);
-CREATE TABLE IF NOT EXISTS annotators (
-  annotator_id TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, config_json TEXT,
-  created_at REAL NOT NULL, PRIMARY KEY (annotator_id, version)
-);
-CREATE TABLE IF NOT EXISTS labels (
-  label_id INTEGER PRIMARY KEY AUTOINCREMENT,
-  dedup_key TEXT NOT NULL UNIQUE,
-  cache_key TEXT NOT NULL,
-  pair_id TEXT NOT NULL REFERENCES pairs(pair_id),
-  annotator_kind TEXT NOT NULL, annotator_id TEXT NOT NULL, annotator_version TEXT NOT NULL,
-  verdict TEXT NOT NULL, p_a REAL, shown_order TEXT NOT NULL, raw_output TEXT,
-  latency_s REAL, tokens_in INTEGER, tokens_out INTEGER, cost REAL,
-  run_id TEXT, step INTEGER, cached INTEGER NOT NULL DEFAULT 0, meta_json TEXT, created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS labels_pair ON labels(pair_id);
-CREATE INDEX IF NOT EXISTS labels_annotator ON labels(annotator_id);
-CREATE INDEX IF NOT EXISTS labels_cache ON labels(cache_key);
-CREATE INDEX IF NOT EXISTS labels_run ON labels(run_id, step);
-CREATE TABLE IF NOT EXISTS samples (
-  sample_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, step INTEGER NOT NULL, prompt TEXT NOT NULL,
-  response TEXT NOT NULL, policy TEXT, n_tokens INTEGER, truncated INTEGER, reward REAL,
-  meta_json TEXT, created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS samples_run ON samples(run_id, step);
-CREATE TABLE IF NOT EXISTS results (
-  result_id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, name TEXT, run_id TEXT,
-  task TEXT, judge TEXT, baseline TEXT, result_json TEXT NOT NULL, created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_kind ON results(kind);
-"""
-
-
-# version -> the DDL that brings a store from the version before it; a store of any older version is
-# migrated when it is opened (the base _SCHEMA is version 1). Every statement is idempotent, so two
-# processes opening an old store at once both succeed.
-MIGRATIONS = {
-    2: """
-CREATE TABLE IF NOT EXISTS raters (
-  rater_id TEXT PRIMARY KEY, display_name TEXT NOT NULL, password_hash TEXT NOT NULL,
-  role TEXT NOT NULL DEFAULT 'rater', created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS label_changes (
-  change_id INTEGER PRIMARY KEY AUTOINCREMENT, label_id INTEGER NOT NULL REFERENCES labels(label_id),
-  rater_id TEXT NOT NULL, old_verdict TEXT NOT NULL, new_verdict TEXT NOT NULL, old_p_a REAL, new_p_a REAL,
-  changed_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS label_changes_label ON label_changes(label_id);
-CREATE INDEX IF NOT EXISTS labels_kind_pair ON labels(annotator_kind, pair_id);
-""",
-    # 3: indexes of the typed filters: a rater's / an annotator's labels of given pairs, the pairs of a
-    # source (+ dataset), the results of a run
-    3: """
-CREATE INDEX IF NOT EXISTS labels_annotator_pair ON labels(annotator_id, pair_id);
-CREATE INDEX IF NOT EXISTS pairs_source ON pairs(source, dataset);
-CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
-""",
-}
-assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "one migration per version, in order"
-
-
-class StoreError(RuntimeError):
-    pass
 
 
 # column order of the tables that upsert (the VALUES of add_samples / log_metrics)
@@ -156,7 +78,7 @@ class Store:
 
     def __init__(self, home: str | Path | None = None, url: str | None = None):
         """`home` keeps the run directories; the database is `url` (else $HARNESS_STORE, else
-        <home>/harness.db): SQLite or a PostgreSQL server shared by a team (store_backends.py)."""
+        <home>/harness.db): SQLite or a PostgreSQL server shared by a team (backends.py)."""
         self.home = Path(home) if home is not None else default_home()
         self.home.mkdir(parents=True, exist_ok=True)
         try:
@@ -179,19 +101,7 @@ class Store:
 
     def _create_schema(self) -> None:
         with self.connect() as db:
-            self.backend.script(db, self.backend.schema(_SCHEMA))
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            found = int(row[0]) if row is not None else None
-            if found is not None and found > SCHEMA_VERSION:
-                raise StoreError(f"{self.db_path}: schema version {found} is newer than this harness ({SCHEMA_VERSION})")
-            for version in range((found or 1) + 1, SCHEMA_VERSION + 1):  # a fresh store has version 1 now
-                self.backend.script(db, self.backend.schema(MIGRATIONS[version]))
-            if found is None:
-                # OR IGNORE: processes opening a fresh home at once (torchrun) all see no row; one insert wins
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif found < SCHEMA_VERSION:
-                db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('migrated_from', ?)", (str(found),))
+            migrate(self.backend, db, self.db_path)
 
     # -- connections -------------------------------------------------------------------------
     @contextlib.contextmanager
