@@ -3,7 +3,7 @@ points (early, middle, late), then re-run (import, judge) or resumed (`resume=tr
 with an uninterrupted run of the same command: labels (or RLOO samples) lost, duplicated, and the
 largest absolute difference of the final weights.
 
-* import: `harness import-labels --format pandalm` of the real PandaLM file; one transaction, so the
+* import: `harness import-labels --source-format pandalm` of the real PandaLM file; one transaction, so the
   kill points are fractions of the uninterrupted run's wall time (the store holds none or all).
 * judge: `harness judge --judge smollm2-logprob` (the embedded model, both orders) on imported
   PandaLM pairs, a small `--chunk`; killed after k of its labels are in the store. Compared are the
@@ -187,7 +187,7 @@ LABEL_ROW = ("SELECT pair_id, annotator_id, annotator_version, verdict, shown_or
 
 
 def import_job() -> Job:
-    argv = ["import-labels", "--format", "pandalm", str(SHARED / "pandalm_testset")]
+    argv = ["import-labels", "--source-format", "pandalm", str(SHARED / "pandalm_testset")]
     return Job("import", lambda resume: argv, lambda h: count(h, "SELECT COUNT(*) FROM labels"), by_time(),
                lambda h: read(h, LABEL_ROW))
 

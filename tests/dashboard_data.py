@@ -121,8 +121,8 @@ def terse_outputs(path: Path) -> Path:
 
 def build_store(home: Path, shared_data: Path, n_boot: int = 100) -> Store:
     home = Path(home)
-    harness(home, "import-labels", "--format", "pandalm", str(shared_data / "pandalm_testset"))
-    harness(home, "import-labels", "--format", "llmbar", str(shared_data / "llmbar"))
+    harness(home, "import-labels", "--source-format", "pandalm", str(shared_data / "pandalm_testset"))
+    harness(home, "import-labels", "--source-format", "llmbar", str(shared_data / "llmbar"))
     harness(home, "agreement", "--n-boot", str(n_boot))
     harness(home, "leaderboard", "--dataset", "pandalm", "--judge", "pandalm:gpt-3.5-turbo", "--n-boot", str(n_boot))
     terse = terse_outputs(home / "terse.jsonl")

@@ -327,7 +327,7 @@ def test_leaderboard_command_on_imported_votes(tmp_path, capsys):
 
     home = str(tmp_path / "home")
     fixture = str(REPO / "tests" / "fixtures" / "mtbench_human_judgments.jsonl")
-    assert main(["--home", home, "import-labels", "--format", "mtbench-human", fixture]) == 0
+    assert main(["--home", home, "import-labels", "--source-format", "mtbench-human", fixture]) == 0
     capsys.readouterr()
     assert main(["--home", home, "--format", "json", "leaderboard", "--n-boot", "20"]) == 0
     lb = json.loads(capsys.readouterr().out)

@@ -1,5 +1,5 @@
 """`harness export` (harness/pipelines/export.py): PandaLM's human labels and the embedded judge's
-labels leave the store as a Hugging Face dataset, come back through `import-labels --format hf` with
+labels leave the store as a Hugging Face dataset, come back through `import-labels --source-format hf` with
 the same labels, and TRL's DPOTrainer takes the preference layout for one step on the embedded model.
 Real data (../shared/data/pandalm_testset), the real embedded model; nothing mocked."""
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_long_layout_round_trips_through_import_hf(labelled_home, tmp_path, caps
     # PandaLM: 3 human annotators + its two published AI judges per record; the embedded judge, both orders
     assert kinds["human"] == 3 * N_RECORDS and ids["smollm2-logprob"] == 2 * N_JUDGED and kinds["rule"] > 0
     back = tmp_path / "back"
-    assert main(["--home", str(back), "import-labels", "--format", "hf", str(out)]) == 0
+    assert main(["--home", str(back), "import-labels", "--source-format", "hf", str(out)]) == 0
     again = Store(back).labels_df()
     assert _label_key(again) == _label_key(src)  # the same labels, verdict, order and p_a
     # the same items (PandaLM's record ids), so agreement statistics see the same comparisons
@@ -55,7 +55,7 @@ def test_long_layout_round_trips_through_import_hf(labelled_home, tmp_path, caps
     items = lambda s: sorted(zip(label_frame(s)["annotator_id"], label_frame(s)["item"], label_frame(s)["shown_order"]))
     assert items(Store(back)) == items(Store(labelled_home))
     # importing the same folder twice adds nothing
-    assert main(["--home", str(back), "import-labels", "--format", "hf", str(out)]) == 0
+    assert main(["--home", str(back), "import-labels", "--source-format", "hf", str(out)]) == 0
     assert len(Store(back).labels_df()) == len(again)
 
 

@@ -261,20 +261,20 @@ def test_pandalm_result_file_with_unknown_idx(store, tmp_path):
 
 def test_import_labels_command_table_and_json(tmp_path, capsys):
     home = str(tmp_path / "home")
-    assert main(["--home", home, "import-labels", "--format", "arena", str(FIX / "chatbot_arena_conversations.jsonl")]) == 0
+    assert main(["--home", home, "import-labels", "--source-format", "arena", str(FIX / "chatbot_arena_conversations.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "records: 4" in out and "arena:arena_user_973" in out
-    assert main(["--home", home, "--format", "json", "import-labels", "--format", "arena",
+    assert main(["--home", home, "--format", "json", "import-labels", "--source-format", "arena",
                  str(FIX / "chatbot_arena_conversations.jsonl")]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["records"] == 4 and rep["new_labels"] == 0
-    assert main(["--home", home, "import-labels", "--format", "generic", str(tmp_path / "nope.jsonl")]) == 2
+    assert main(["--home", home, "import-labels", "--source-format", "generic", str(tmp_path / "nope.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
 def test_import_labels_command_reports_bad_input_in_one_line(tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{**GOOD, "label": 3}])
-    assert main(["--home", str(tmp_path / "h"), "import-labels", "--format", "generic", str(bad)]) == 2
+    assert main(["--home", str(tmp_path / "h"), "import-labels", "--source-format", "generic", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("harness import-labels: error:") and "bad.jsonl: line 1: field 'label'" in err
 
@@ -290,3 +290,14 @@ def test_parquet_files_of_the_hub_datasets_are_read(store, tmp_path):
     pairs, labels = read_labels("arena", path)
     assert pairs[2].prompt == "[Turn 1] Give me a synonym for happy.\n\n[Turn 2] And one for fast?"
     assert [lab.verdict for lab in labels] == ["A", "tie", "B", "tie"]
+
+
+def test_import_labels_format_is_the_output_format_after_the_command_too(tmp_path, capsys):
+    """One vocabulary: --source-format is the input kind, --format the output format everywhere."""
+    home = str(tmp_path / "home")
+    path = str(FIX / "chatbot_arena_conversations.jsonl")
+    assert main(["--home", home, "import-labels", "--source-format", "arena", path, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["records"] == 4
+    with pytest.raises(SystemExit):  # the old spelling of the input kind: argparse error, with the new name
+        main(["--home", home, "import-labels", "--format", "arena", path])
+    assert "use --source-format arena" in capsys.readouterr().err

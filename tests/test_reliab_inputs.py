@@ -105,7 +105,7 @@ def test_cli_writer_on_a_locked_store_exits_2_with_one_line(tmp_path, capsys, mo
     store = Store(home)
     monkeypatch.setattr(Store, "busy_timeout_s", 0.3)
     with write_locked(store):
-        rc = main(["--home", str(home), "import-labels", "--format", "generic", str(FIX / "generic_labels.jsonl")])
+        rc = main(["--home", str(home), "import-labels", "--source-format", "generic", str(FIX / "generic_labels.jsonl")])
     assert rc == 2
     one_line_error(capsys, "harness.db: database is locked")
     assert store.counts()["labels"] == 0
@@ -150,7 +150,7 @@ def test_cli_import_on_a_full_disk_exits_2_with_the_real_message(tmp_path, capsy
     path = tmp_path / "big.jsonl"
     path.write_text("".join(json.dumps({"prompt": f"q{i}", "response_a": "x" * 5000, "response_b": "y",
                                         "label": "A"}) + "\n" for i in range(20)))
-    assert main(["--home", str(tmp_path / "home"), "import-labels", "--format", "generic", str(path)]) == 2
+    assert main(["--home", str(tmp_path / "home"), "import-labels", "--source-format", "generic", str(path)]) == 2
     one_line_error(capsys, "database or disk is full")
 
 
@@ -221,7 +221,7 @@ def test_a_directory_given_as_a_file_is_a_clear_error(fmt, tmp_path, capsys):
     path = dir_input(fmt, tmp_path)
     with pytest.raises(LabelImportError, match="is a directory; expected a file"):
         read_labels(fmt, path)
-    assert main(["--home", str(tmp_path / "home"), "import-labels", "--format", fmt, str(path)]) == 2
+    assert main(["--home", str(tmp_path / "home"), "import-labels", "--source-format", fmt, str(path)]) == 2
     one_line_error(capsys, "is a directory")
 
 
@@ -229,7 +229,7 @@ def test_a_folder_that_is_no_saved_dataset_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LabelImportError, match="empty: file: not a saved dataset"):
         read_labels("hf", tmp_path / "empty")
-    assert main(["--home", str(tmp_path / "home"), "import-labels", "--format", "hf", str(tmp_path / "empty")]) == 2
+    assert main(["--home", str(tmp_path / "home"), "import-labels", "--source-format", "hf", str(tmp_path / "empty")]) == 2
     one_line_error(capsys, "not a saved dataset")
 
 
@@ -257,7 +257,7 @@ def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
     path.write_bytes(lines[0] + lines[1].replace(b"Red.", b"R\xffd."))
     with pytest.raises(LabelImportError, match=r"g\.jsonl: line 2: invalid UTF-8 \(byte 0xff\)"):
         read_labels("generic", path)
-    assert main(["--home", str(tmp_path / "home"), "import-labels", "--format", "generic", str(path)]) == 2
+    assert main(["--home", str(tmp_path / "home"), "import-labels", "--source-format", "generic", str(path)]) == 2
     one_line_error(capsys, "g.jsonl: line 2: invalid UTF-8")
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_bytes(b'{"prompt": "a"}\n\n{"prompt": "\xc3("}\n')

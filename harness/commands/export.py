@@ -2,7 +2,7 @@
 as a Hugging Face `datasets` folder (harness/pipelines/export.py). `--layout trl`: TRL's preference
 format (`prompt`, `chosen`, `rejected`; `--conversational` for chat messages) labelled by one source,
 the human majority or one annotator; `--layout long`: every label with its provenance, which
-`harness import-labels --format hf OUT` reads back. `--layout`, not `--format`: `--format` is the
+`harness import-labels --source-format hf OUT` reads back. `--layout`, not `--format`: `--format` is the
 printed output (table | json) for every command.
 """
 from __future__ import annotations

@@ -14,8 +14,8 @@ Two layouts:
         left out and counted (`dropped`).
   long  every label actually asked (cache-hit copies left out, as in every statistic), one row each,
         with its pair and provenance: annotator kind / id / version, shown order, p_a, raw output,
-        run and step. The columns are those `import-labels --format generic` reads, so
-        `import-labels --format hf DIR` reads an exported folder back with the same labels.
+        run and step. The columns are those `import-labels --source-format generic` reads, so
+        `import-labels --source-format hf DIR` reads an exported folder back with the same labels.
 
 Filters as in the dashboards: dataset, annotators (ids), annotator kinds, task (pairs whose dataset
 is the task or that a run of the task sampled).
