@@ -24,7 +24,7 @@ def served_team(tmp_path, shared_data, pg_url, monkeypatch):
     monkeypatch.setenv("HARNESS_STORE", pg_url)  # harness() and the server both use the shared store
     monkeypatch.setenv("ADA_PW", "ada-password")
     monkeypatch.setenv("BOB_PW", "bob-password")
-    harness(home, "import-labels", "--format", "pandalm", str(shared_data / "pandalm_testset"), "--limit", "40")
+    harness(home, "import-labels", "--source-format", "pandalm", str(shared_data / "pandalm_testset"), "--limit", "40")
     harness(home, "raters", "add", "ada", "--password-env", "ADA_PW")
     harness(home, "raters", "add", "bob", "--password-env", "BOB_PW")
     harness(home, "raters", "overlap", "0.3", "2")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture
 def team(tmp_path, shared_data, monkeypatch):
     home = tmp_path / "team"
-    harness(home, "import-labels", "--format", "pandalm", str(shared_data / "pandalm_testset"), "--limit", "30")
+    harness(home, "import-labels", "--source-format", "pandalm", str(shared_data / "pandalm_testset"), "--limit", "30")
     monkeypatch.setenv("ADA_PW", "ada-password")
     monkeypatch.setenv("BOB_PW", "bob-password")
     harness(home, "raters", "add", "ada", "--role", "admin", "--password-env", "ADA_PW")

@@ -126,7 +126,7 @@ def test_store_flag_and_env_choose_the_database(tmp_path, pg_url, monkeypatch, s
     monkeypatch.setenv("HARNESS_STORE", "sqlite")  # restored after the test: main() sets it from --store
     home = tmp_path / "home"
     path = shared_data / "pandalm_testset"
-    assert main(["--home", str(home), "--store", pg_url, "import-labels", "--format", "pandalm", str(path),
+    assert main(["--home", str(home), "--store", pg_url, "import-labels", "--source-format", "pandalm", str(path),
                  "--limit", "20"]) == 0
     pg = Store(home, url=pg_url)
     assert pg.counts()["labels"] > 0
