@@ -3,7 +3,7 @@
 Pairs come from the store (`--dataset D [--subset S]`, e.g. after `harness import-labels`), from a
 run (`--run RUN_ID [--step N]`: the pairs the run stored, else pairs of its samples that share a
 prompt), or from a file (`--file PATH`: JSONL/JSON/CSV with prompt, response_a, response_b and
-optional reference, dataset, subset, record_id; or any `import-labels` format with `--file-format`).
+optional reference, dataset, subset, record_id; or any `import-labels` input kind with `--source-format`).
 Prints how many labels were asked and reused, the verdict distribution, P(first shown) (position
 bias: 0.5 is none) and, with both orders, how often the two orders agree. Always prints "N requests,
 M failed" (stderr); exits 1 when every request failed.
@@ -36,7 +36,7 @@ def add_arguments(p):
     src.add_argument("--file", help="a file of pairs (prompt, response_a, response_b)")
     p.add_argument("--subset", default=None, help="with --dataset: only this subset")
     p.add_argument("--step", type=int, default=None, help="with --run: only this step")
-    p.add_argument("--file-format", default=None, help="with --file: read it with this import-labels format (e.g. pandalm)")
+    p.add_argument("--source-format", default=None, help="with --file: read it as this import-labels input kind (e.g. pandalm)")
     p.add_argument("--limit", type=int, default=None, help="label at most this many pairs")
     p.add_argument("--offset", type=int, default=0, help="skip this many pairs first")
     p.add_argument("--rubric", default=None, help="rubric text inserted into an LLM judge's prompt")
@@ -145,7 +145,7 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
     if args.file:
-        pairs = _pairs_from_file(args.file, args.file_format, args.limit, args.offset)
+        pairs = _pairs_from_file(args.file, args.source_format, args.limit, args.offset)
     else:
         pairs = _pairs_from_store(store, args)
     if not pairs:
