@@ -14,7 +14,7 @@ from harness.cli import main
 from harness.pipelines.leaderboard import (Comparison, load_run_config, position_bias, rank_correlation,
                                               read_scores)
 from harness.config import ConfigError
-from harness.pairs import PairSelection, build_pairs
+from harness.benchmark_answers import PairSelection, build_pairs
 from harness.records import Annotator, Judgement, Label, Pair
 from judges.importers.common import LabelImportError
 

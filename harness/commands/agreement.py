@@ -9,7 +9,7 @@ ceiling, one table (harness/evaluation/gold_agreement.py), stored as a `gold_agr
 """
 from __future__ import annotations
 
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 SHOWN = ["dataset", "subset", "annotator", "reference", "n", "agreement", "agreement_no_ties", "kappa", "acc_ab",

@@ -9,7 +9,7 @@ the PandaLM human labels. This command prints; the pipeline does the work and st
 """
 from __future__ import annotations
 
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

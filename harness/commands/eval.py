@@ -24,7 +24,7 @@ from typing import Sequence
 from ..config import ConfigError, JudgeRef, SamplingConfig
 from ..evaluation import gold_eval
 from ..pipelines.evaluate import evaluate, group_policies, head_to_head
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

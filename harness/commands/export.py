@@ -7,7 +7,7 @@ printed output (table | json) for every command.
 """
 from __future__ import annotations
 
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..config import JudgeRef
 from ..evaluation.bias import judgement_bias
 from ..records import Pair
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

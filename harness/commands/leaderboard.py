@@ -5,7 +5,7 @@ Definitions: harness/evaluation/bradley_terry.py. Stores a `leaderboard` result.
 """
 from __future__ import annotations
 
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

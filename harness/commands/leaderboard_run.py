@@ -1,7 +1,7 @@
 """`harness leaderboard-run CONFIG [key=value ...]`: judge a benchmark's model answers pairwise and
 fit a Bradley-Terry leaderboard (`make leaderboard` runs configs/leaderboard_mtbench.yaml).
 
-1. Build unlabelled battles from a FastChat-style answer folder (harness/pairs.py: which questions,
+1. Build unlabelled battles from a FastChat-style answer folder (harness/benchmark_answers.py: which questions,
    which models, how many model pairs per question, seeded) and store the pairs.
 2. Judge them with the configured judge through `judges.label_and_store` (tqdm progress; stored in
    chunks, so an interrupted run resumes: labels already stored come from the content-hash cache).
@@ -20,7 +20,7 @@ Stores a `leaderboard` result (the dashboard's Leaderboard page) and prints the 
 from __future__ import annotations
 
 from ..pipelines.leaderboard import load_run_config, run_leaderboard
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

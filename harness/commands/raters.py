@@ -8,7 +8,7 @@ import getpass
 import os
 
 from ..store import raters as R
-from ..report import emit
+from ..console import emit
 from ..store import Store, StoreError
 
 

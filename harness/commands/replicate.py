@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

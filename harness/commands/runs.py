@@ -1,7 +1,7 @@
 """`harness runs`: list runs with status and last metrics."""
 from __future__ import annotations
 
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 SHOWN_METRICS = ("loss", "reward_acc", "reward_margin", "kl_nats_per_seq", "reward_mean", "response_len")

@@ -33,7 +33,7 @@ import sys
 from ..evaluation.controllability import DEFAULT_PROPERTIES
 from ..evaluation.controllability import table as fixed_table
 from ..pipelines.controllability import run_study
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

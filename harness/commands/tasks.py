@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from ..report import emit
+from ..console import emit
 
 
 def add_arguments(p):

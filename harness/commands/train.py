@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..config import load_config
 from ..pipelines.train import execute
-from ..report import emit
+from ..console import emit
 from ..store import Store, check_run_id
 
 

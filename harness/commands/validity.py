@@ -6,7 +6,7 @@ prints the stored card. Definitions: harness/evaluation/validity.py.
 from __future__ import annotations
 
 from ..config import JudgeRef
-from ..report import emit
+from ..console import emit
 from ..store import Store
 
 

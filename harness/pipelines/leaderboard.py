@@ -1,7 +1,7 @@
 """The leaderboard-run pipeline (`harness leaderboard-run CONFIG`, harness/commands/leaderboard_run.py): judge a benchmark's model answers pairwise and
 fit a Bradley-Terry leaderboard (`make leaderboard` runs configs/leaderboard_mtbench.yaml).
 
-1. Build unlabelled battles from a FastChat-style answer folder (harness/pairs.py: which questions,
+1. Build unlabelled battles from a FastChat-style answer folder (harness/benchmark_answers.py: which questions,
    which models, how many model pairs per question, seeded) and store the pairs.
 2. Judge them with the configured judge through `judges.label_and_store` (tqdm progress; stored in
    chunks, so an interrupted run resumes: labels already stored come from the content-hash cache).
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError, JudgeRef, _build, apply_overrides, read_yaml_mapping
-from ..pairs import PairSelection, build_pairs, validate_selection
+from ..benchmark_answers import PairSelection, build_pairs, validate_selection
 from ..store import Store
 
 
