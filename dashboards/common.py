@@ -7,6 +7,7 @@ stats) so a new label or metric shows on the next rerun, and expire after a shor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from harness.store import DEFAULT_HOME, Store
+from harness.store.filters import LabelFilter, PairFilter
 
 TTL_S = 30
 PAGE_SIZE = 20
@@ -100,31 +102,38 @@ def annotators() -> list[dict]:
     return _annotators(str(home_path()), version())
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _query(home: str, ver: tuple, sql: str, params: tuple) -> list[dict]:
-    return _store(home).query(sql, params)
-
-
-def query(sql: str, params=()) -> list[dict]:
-    """A cached read-only query through the store (used by dashboards/queries.py)."""
-    return _query(str(home_path()), version(), sql, tuple(params))
+# the option lists of the filters: store methods without SQL here (harness/store/queries.py)
+_READS = ("datasets", "run_ids", "steps", "sample_run_ids")
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
-def _pairs_page(home: str, ver: tuple, where: str, params: tuple, limit: int, offset: int):
-    s = _store(home)
-    return s.pairs_df(where, params, limit=limit, offset=offset), s.count_pairs(where, params)
+def _read(home: str, ver: tuple, method: str, args: tuple):
+    return getattr(_store(home), method)(*args)
 
 
-def pairs_page(where: str, params, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
-    return _pairs_page(str(home_path()), version(), where, tuple(params), int(limit), int(offset))
+def read(method: str, *args):
+    """A cached read-only store lookup, one of _READS (e.g. read("steps", run_id))."""
+    if method not in _READS:
+        raise ValueError(f"read({method!r}): one of {_READS}")
+    return _read(str(home_path()), version(), method, tuple(args))
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _pairs_page(home: str, ver: tuple, fields: tuple, limit: int, offset: int):
+    s, flt = _store(home), PairFilter(**dict(fields))
+    return s.pairs_df(flt, limit=limit, offset=offset), s.count_pairs(flt)
+
+
+def pairs_page(flt: PairFilter, limit: int, offset: int) -> tuple[pd.DataFrame, int]:
+    fields = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in dataclasses.asdict(flt).items())
+    return _pairs_page(str(home_path()), version(), fields, int(limit), int(offset))
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)
 def _labels_for(home: str, ver: tuple, pair_ids: tuple) -> pd.DataFrame:
     if not pair_ids:
         return pd.DataFrame()
-    return _store(home).labels_df(f"l.pair_id IN ({','.join('?' * len(pair_ids))})", pair_ids)
+    return _store(home).labels_df(LabelFilter(pair_ids=list(pair_ids)))
 
 
 def labels_for(pair_ids) -> pd.DataFrame:

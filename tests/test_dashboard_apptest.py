@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard_data import CONTROL_INSTRUCTIONS, build_store, curve, harness
+from harness.store.filters import LabelFilter
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 pytestmark = pytest.mark.timeout(900)
@@ -141,7 +142,7 @@ def test_controllability_without_a_study_uses_oaif_runs_and_their_win_rates(tmp_
 
 # -- Annotators ---------------------------------------------------------------------------------
 def _item_verdicts(store, annotator: str) -> pd.Series:
-    df = store.labels_df("l.annotator_id=?", (annotator,))
+    df = store.labels_df(LabelFilter(annotators=[annotator]))
     return pd.Series(df["verdict"].values, index=[json.loads(m)["item"] for m in df["meta_json"]])
 
 
@@ -259,7 +260,7 @@ def test_pair_browser_filters_search_and_pages(store):
 
 # -- Label --------------------------------------------------------------------------------------
 def _human_labels(store, name):
-    return store.labels_df("l.annotator_id=?", (f"human:{name}",))
+    return store.labels_df(LabelFilter(annotators=[f"human:{name}"]))
 
 
 def test_label_page_refuses_bad_names(store):
@@ -288,7 +289,8 @@ def test_label_page_writes_each_choice_at_once(store):
     assert (row["annotator_kind"], row["annotator_version"], row["raw_output"]) == ("human", "dashboard-v1", "left")
     assert texts(at.success)[0].startswith("Saved: A (left) is better")
     # the pair came from the chosen source: its AI annotators disagree
-    ai = store.labels_df("l.pair_id=? AND l.annotator_kind!='human' AND l.verdict!='unparsed'", (row["pair_id"],))
+    ai = store.labels_df(LabelFilter(pair_ids=[row["pair_id"]]))
+    ai = ai[(ai["annotator_kind"] != "human") & (ai["verdict"] != "unparsed")]
     assert ai["verdict"].nunique() > 1
 
     nxt = at.session_state["lab_queue"][0]

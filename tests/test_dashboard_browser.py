@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from harness.store.filters import LabelFilter
 
 from dashboard_data import build_store
 
@@ -167,7 +168,7 @@ def test_label_one_pair_through_the_browser(served, browser, shots):
         assert page.locator('[data-testid="stException"]').count() == 0
     finally:
         page.close()
-    got = store.labels_df("l.annotator_id=?", ("human:Browser Tester",))
+    got = store.labels_df(LabelFilter(annotators=["human:Browser Tester"]))
     assert len(got) == 1
     row = got.iloc[0]
     assert row["annotator_kind"] == "human" and row["annotator_version"] == "dashboard-v1"

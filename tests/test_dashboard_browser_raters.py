@@ -10,6 +10,7 @@ from dashboard_data import harness
 from dashboards import queries as Q
 from harness.store import raters as R
 from harness.store import Store
+from harness.store.filters import LabelFilter
 from test_dashboard_browser import CHROMIUM, _screenshot, _settle, serve
 from test_dashboard_browser import browser, shots  # noqa: F401  (fixtures: one chromium, the screenshot folder)
 
@@ -53,8 +54,7 @@ def test_two_raters_label_their_own_queues_in_the_browser(served_team, browser, 
         # each one's queue, computed here from the store as the page computes it (before any click)
         first = {}
         for rater in ("ada", "bob"):
-            where, params = Q.source_where("disagree", R.annotator_id(rater))
-            ids = [r["pair_id"] for r in store.query(Q.SOURCE_IDS_SQL.format(where=where), params)]
+            ids = store.pair_ids(Q.source_filter("disagree", R.annotator_id(rater)))
             first[rater] = R.rater_queue(store, rater, ids, limit=10)[0]
         for page, rater in ((ada, "ada"), (bob, "bob")):
             assert f"logged in as {rater}" in page.locator('[data-testid="stSidebar"]').inner_text()
@@ -74,6 +74,6 @@ def test_two_raters_label_their_own_queues_in_the_browser(served_team, browser, 
     finally:
         ada_ctx.close()
         bob_ctx.close()
-    got = {r: store.labels_df("l.annotator_id=?", (R.annotator_id(r),)) for r in ("ada", "bob")}
+    got = {r: store.labels_df(LabelFilter(annotators=[R.annotator_id(r)])) for r in ("ada", "bob")}
     assert len(got["ada"]) == 1 and len(got["bob"]) == 1
     assert got["ada"].iloc[0]["pair_id"] == first["ada"] and got["bob"].iloc[0]["pair_id"] == first["bob"]

@@ -13,6 +13,7 @@ from dashboard_data import harness
 from test_dashboard_apptest import open_page as page  # a page in a fresh, seeded session
 from harness.store import raters as R
 from harness.store import Store
+from harness.store.filters import LabelFilter
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -39,7 +40,7 @@ def login(at: AppTest, rater_id: str, password: str) -> AppTest:
 
 
 def labels_of(store: Store, rater_id: str):
-    return store.labels_df("l.annotator_id=?", (R.annotator_id(rater_id),))
+    return store.labels_df(LabelFilter(annotators=[R.annotator_id(rater_id)]))
 
 
 def test_two_raters_label_their_own_queues_and_change_their_own_labels(team):
@@ -130,4 +131,4 @@ def test_every_page_renders_on_a_postgres_store(tmp_path, shared_data, pg_url, m
         at = page(name, seed=0)  # fails on any exception of the page
     at.text_input(key="lab_name").input("Pg Tester").run()
     at.button(key="lab_A").click().run()
-    assert len(store.labels_df("l.annotator_id=?", ("human:Pg Tester",))) == 1
+    assert len(store.labels_df(LabelFilter(annotators=["human:Pg Tester"]))) == 1

@@ -12,6 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.store import Store
+from harness.store.filters import LabelFilter, PairFilter
 
 N_RECORDS = 16  # PandaLM records (each 3 human annotators)
 N_JUDGED = 6  # of those, labelled by the embedded judge in both orders
@@ -30,7 +31,7 @@ def labelled_home(tmp_path_factory, shared_data, model_cache):
     home = tmp_path_factory.mktemp("export") / "home"
     store = Store(home)
     import_labels(store, "pandalm", shared_data / "pandalm_testset", limit=N_RECORDS)
-    pairs = store.get_pairs(store.pairs_df("dataset=?", ["pandalm"])["pair_id"].tolist()[:N_JUDGED])
+    pairs = store.get_pairs(store.pairs_df(PairFilter(dataset="pandalm"))["pair_id"].tolist()[:N_JUDGED])
     label_and_store(load_judge("smollm2-logprob", device="cpu"), pairs, store)
     label_and_store(load_judge("rule:longer"), store.get_pairs(store.pairs_df()["pair_id"].tolist()), store)
     return home
@@ -41,7 +42,7 @@ def test_long_layout_round_trips_through_import_hf(labelled_home, tmp_path, caps
     out = tmp_path / "long"
     assert main(["--home", str(labelled_home), "--format", "json", "export", str(out), "--layout", "long"]) == 0
     info = json.loads(capsys.readouterr().out)
-    src = Store(labelled_home).labels_df("l.cached = 0")
+    src = Store(labelled_home).labels_df(LabelFilter(cached=False))
     assert info["rows"] == len(src) and info["counts"]["labels"] == len(src)
     kinds, ids = Counter(src["annotator_kind"]), Counter(src["annotator_id"])
     # PandaLM: 3 human annotators + its two published AI judges per record; the embedded judge, both orders
@@ -86,7 +87,7 @@ def test_trl_layout_human_majority_matches_a_plain_count(labelled_home, tmp_path
     save_export(export, tmp_path / "trl")
     ds = load_from_disk(str(tmp_path / "trl"))
     # the reference: count the three PandaLM annotators' votes per record by hand
-    lab = store.labels_df("l.annotator_kind = 'human'")
+    lab = store.labels_df(LabelFilter(kinds=["human"]))
     votes: dict[str, Counter] = {}
     for meta, pid, verdict in zip(lab["meta_json"], lab["pair_id"], lab["verdict"]):
         votes.setdefault(json.loads(meta)["item"], Counter())[verdict] += 1
@@ -117,7 +118,7 @@ def test_trl_layout_one_annotator_both_orders(labelled_home):
         build_export(store, "trl", "rule:longer", both_orders=True)
     # the embedded judge mostly answers by position: only pairs it answered alike in both orders stay,
     # counted here straight from its labels
-    lab = store.labels_df("l.annotator_id = 'smollm2-logprob' AND l.cached = 0")
+    lab = store.labels_df(LabelFilter(annotators=["smollm2-logprob"], cached=False))
     by_pair: dict[str, dict] = {}
     for pid, order, verdict in zip(lab["pair_id"], lab["shown_order"], lab["verdict"]):
         by_pair.setdefault(pid, {})[order] = verdict

@@ -8,6 +8,7 @@ import pytest
 
 from harness.config import ConfigError, JudgeRef
 from harness.records import VERDICTS, Annotator, Label, Pair
+from harness.store.filters import LabelFilter
 
 SHORT = [Pair(prompt="Say hi.", response_a="Hi!", response_b="Hello there, it is very nice to meet you today.", dataset="t"),
          Pair(prompt="Capital of France?", response_a="The capital of France is Paris, a large city.",
@@ -376,5 +377,5 @@ def test_labels_name_the_imported_item_of_their_pair(store):
                       Label(p1.pair_id, human, "B", meta={"item": "ds:3", "dedup": "ds:3"})], [p0, p1])
     out = label_and_store(load_judge("rule:shorter"), SHORT, store)
     assert out[0].labels[0].meta["item"] == "ds:1" and "item" not in out[1].labels[0].meta
-    df = store.labels_df("annotator_id='rule:shorter'")
+    df = store.labels_df(LabelFilter(annotators=["rule:shorter"]))
     assert json.loads(df["meta_json"].iloc[0])["item"] == "ds:1"

@@ -17,6 +17,7 @@ import torch
 from harness.algorithms.oaif import OaifSource, apply_eos_penalty, judgements_to_examples
 from harness.cli import main
 from harness.records import Annotator, Judgement, Label, Pair
+from harness.store.filters import LabelFilter, PairFilter
 from tiny_llama import make_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +105,7 @@ def test_oaif_run_stores_samples_and_labels_per_step(tmp_path, tiny_path):
     samples = store.samples_df("r")
     assert samples.groupby("step").size().to_dict() == {1: 8, 2: 8, 3: 8}
     assert samples["n_tokens"].between(1, 12).all()
-    pairs = store.pairs_df("run_id=?", ("r",))
+    pairs = store.pairs_df(PairFilter(pair_run_id="r"))
     assert len(pairs) == 12 and set(pairs["policy_a"]) == {"r"} and pairs["reference"].notna().all()
     # every pair's responses are two of that step's samples
     for _, p in pairs.iterrows():
@@ -237,7 +238,7 @@ def test_embedded_policy_and_annotator_short_run(tmp_path):
             "train.checkpoint_every=0", "judge.allow_biased=true", "judge.validity_pairs=2"]
     assert main(["--home", str(home), "train", str(CPU_CONFIG), *over, "--run-id", "e"]) == 0
     store = Store(home)
-    labels = store.labels_df("l.run_id=?", ("e",))
+    labels = store.labels_df(LabelFilter(run_id="e"))
     assert labels.groupby("step").size().to_dict() == {1: 4, 2: 4}  # 2 pairs x 2 orders
     assert set(labels["shown_order"]) == {"AB", "BA"} and labels["p_a"].between(0, 1).all()
     assert set(labels["annotator_kind"]) == {"llm"}

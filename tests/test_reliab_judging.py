@@ -15,6 +15,7 @@ import pytest
 
 from harness.records import Annotator, Label, Pair
 from harness.store import StoreError
+from harness.store.filters import LabelFilter
 from tests.test_http_backend import _ok_logprob, serve, write_cfg
 
 
@@ -352,6 +353,6 @@ def test_cache_hit_copies_are_not_counted_twice_in_statistics(store):
              for i in range(3)]
     label_and_store(judge, pairs, store, run_id=None, step=1, orders=("AB", "BA"))
     label_and_store(judge, pairs, store, run_id=None, step=2, orders=("AB", "BA"))  # all cache hits
-    assert len(store.labels_df("l.annotator_id=?", ("rule:shorter",))) == 12  # 6 answers + 6 cache copies
+    assert len(store.labels_df(LabelFilter(annotators=["rule:shorter"]))) == 12  # 6 answers + 6 cache copies
     frame = label_frame(store, dataset="toy")
     assert len(frame) == 6 and sorted(frame["shown_order"].value_counts().tolist()) == [3, 3]

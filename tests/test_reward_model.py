@@ -11,6 +11,7 @@ import torch
 from harness.algorithms.reward_model import as_model_prompt, calibration, reward_scores
 from harness.cli import main
 from harness.records import Annotator, Label, Pair
+from harness.store.filters import LabelFilter
 
 from tiny_llama import make_tiny_llama
 
@@ -122,7 +123,7 @@ def test_bt_training_moves_accuracy_and_judge(tmp_path, tiny, capsys):
     # as an annotator: labels land in the store under the reward-model kind
     out = label_and_store(judge, held[:4], store, run_id="rm-judge-test")
     assert len(out) == 4
-    df = store.labels_df("l.annotator_id = ?", ("rm:rm1",))
+    df = store.labels_df(LabelFilter(annotators=["rm:rm1"]))
     assert len(df) == 4 and set(df["annotator_kind"]) == {"reward_model"}
 
 

@@ -375,22 +375,22 @@ def test_dashboard_filters_treat_simulated_human_as_its_own_kind(mixed):
 
     store, ps, raters = mixed
     assert "simulated-human" in Q.KINDS and set(Q.KINDS) == set(ANNOTATOR_KINDS)
-    count = lambda **kw: store.count_pairs(*Q.PairFilter(**kw).where())
+    count = lambda **kw: store.count_pairs(Q.PairFilter(**kw))
     assert count(kind="simulated-human") == len(ps)
     assert count(kind="human") == N_HUMAN_PAIRS
     assert count(kind="rule") == len(ps)
     with pytest.raises(ValueError):
-        Q.PairFilter(kind="humans").where()
+        store.count_pairs(Q.PairFilter(kind="humans"))
     # the label page's "disagree" source: only AI annotators count, and the simulated raters (who
     # disagree with themselves across orders by design) are not AI annotators; the gold rule alone
     # never disagrees, so nothing is queued
-    where, params = Q.source_where("disagree", "human:someone")
-    assert store.count_pairs(where, params) == 0
+    flt = Q.source_filter("disagree", "human:someone")
+    assert store.count_pairs(flt) == 0
     # a second AI annotator that disagrees with gold on one pair queues exactly that pair
     other = Annotator("rule", "rule:other", "1")
     store.add_labels([Label(pair_id=ps[0].pair_id, annotator=other,
                             verdict="B" if raters[0].gold.judge([ps[0]])[0][0].verdict == "A" else "A")])
-    assert store.count_pairs(where, params) == 1
+    assert store.count_pairs(flt) == 1
 
 
 def test_generic_import_never_produces_simulated_human(tmp_path, store):

@@ -12,6 +12,7 @@ from harness.cli import main
 from harness.records import Annotator, Label, Pair
 from harness.store import Store, StoreError
 from harness.store.backends import pg_schema, pg_sql, redact
+from harness.store.filters import PairFilter
 
 
 def test_sqlite_sql_becomes_postgres_sql():
@@ -86,7 +87,7 @@ def test_same_inputs_same_rows_and_statistics_on_both(tmp_path, pg_url):
             "items": sorted(s.pair_items([p for p in frame["pair_id"]]).values()),
             "cached": len(s.cached_labels(list(s.query_df("SELECT cache_key FROM labels")["cache_key"]))),
             "annotators": [(a["annotator_id"], a["n_labels"]) for a in s.annotators()],
-            "search": s.count_pairs("prompt LIKE ?", ["P1%"]),  # case-insensitive on both
+            "search": s.count_pairs(PairFilter(search="P1")),  # case-insensitive on both
         }
     assert seen["sqlite"] == seen["postgresql"]
     got = seen["postgresql"]

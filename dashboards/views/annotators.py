@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import common
-from dashboards import queries as Q
 from dashboards import results as R
 from harness import plots
 
@@ -21,7 +20,7 @@ st.dataframe(ann[["annotator_id", "kind", "version", "n_labels"]], hide_index=Tr
 
 stored = common.results("agreement")
 table = R.agreement(stored)
-datasets = sorted({d["dataset"] for d in common.query(Q.DATASETS_SQL)} | set(table.get("dataset", [])))
+datasets = sorted({d["dataset"] for d in common.read("datasets")} | set(table.get("dataset", [])))
 if not datasets:
     st.info("No labelled pairs with a dataset in this store.")
     st.stop()

@@ -33,8 +33,8 @@ else:
         st.stop()
 annotator = Q.human_annotator(name)
 
-datasets = common.query(Q.DATASETS_SQL)
-runs = sorted({r["run_id"] for r in common.query(Q.RUNS_SQL)} | {r["run_id"] for r in common.query(Q.SAMPLE_RUNS_SQL)})
+datasets = common.read("datasets")
+runs = sorted(set(common.read("run_ids")) | set(common.read("sample_run_ids")))
 options = {"Pairs where AI annotators disagree": "disagree"}
 for d in sorted({d["dataset"] for d in datasets}):
     options[f"Dataset {d}"] = f"dataset:{d}"
@@ -54,17 +54,16 @@ if "lab_rng" not in ss:
 
 def fill_queue() -> list:
     """Up to BATCH pairs of the source this person has not labelled (or skipped), shuffled."""
-    where, params = Q.source_where(source, annotator.id)
-    rows = store.query(Q.SOURCE_IDS_SQL.format(where=where), params)
+    source_ids = store.pair_ids(Q.source_filter(source, annotator.id))
     if rater:  # the pairs still short of raters, overlap pairs first, in this rater's own order
-        ids = R.rater_queue(store, name, [r["pair_id"] for r in rows], limit=RATER_BATCH)
+        ids = R.rater_queue(store, name, source_ids, limit=RATER_BATCH)
         pairs = {p.pair_id: p for p in store.get_pairs(ids)}
         return [Q.Shown(pairs[i], ss.lab_rng.choice(("AB", "BA"))) for i in ids if i in pairs]
-    ids = Q.draw_ids(rows, BATCH * 2, ss.lab_rng)
+    ids = Q.draw_ids(source_ids, BATCH * 2, ss.lab_rng)
     pairs = [p for p in store.get_pairs(ids) if p.pair_id not in ss.lab_skipped]
     if not pairs and source.startswith("run:"):  # a run that stored samples but no pairs
         run_id = source[4:]
-        done = {r["pair_id"] for r in store.query(Q.HUMAN_DONE_SQL, (annotator.id,))}
+        done = store.labelled_pair_ids(annotator.id)
         pairs = [p for p in Q.pairs_from_samples(store.samples_df(run_id), run_id)
                  if p.pair_id not in done and p.pair_id not in ss.lab_skipped]
     return Q.shuffle_queue(pairs[:BATCH], ss.lab_rng)
@@ -112,7 +111,7 @@ if "lab_flash" in ss:
     kind, msg = ss.pop("lab_flash")
     getattr(st, kind)(msg)
 
-done = store.query(Q.HUMAN_COUNT_SQL, (annotator.id,))[0]["n"]
+done = store.label_count(annotator.id)
 st.caption(f"Labelling as `{annotator.id}` · {done} label(s) by you in this store · session {ss.lab_session}")
 
 

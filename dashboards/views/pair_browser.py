@@ -9,8 +9,8 @@ from dashboards import common
 from dashboards import queries as Q
 
 common.header("Pair browser")
-datasets = pd.DataFrame(common.query(Q.DATASETS_SQL))
-runs = [r["run_id"] for r in common.query(Q.RUNS_SQL)]
+datasets = pd.DataFrame(common.read("datasets"))
+runs = common.read("run_ids")
 annotators = [a["annotator_id"] for a in common.annotators()]
 
 with st.container(border=True):
@@ -27,7 +27,7 @@ with st.container(border=True):
         subset = common.pick("Subset", subs, key="pb_subset")
     with c3:
         run_id = common.pick("Run", runs, key="pb_run")
-        steps = [r["step"] for r in common.query(Q.STEPS_SQL, (run_id, run_id))] if run_id else []
+        steps = common.read("steps", run_id) if run_id else []
         step = common.pick("Step", steps, key="pb_step")
     with c4:
         search = st.text_input("Search prompt and responses", key="pb_search", help=f"at most {Q.MAX_SEARCH} characters")
@@ -39,9 +39,8 @@ if problem:
     st.stop()
 flt = Q.PairFilter(disagreements_only=disagree, annotator=annotator, kind=kind, run_id=run_id, step=step,
                    dataset=dataset, subset=subset, search=search.strip())
-where, params = flt.where()
 page = st.number_input("Page", min_value=1, value=1, step=1, key="pb_page")
-pairs, total = common.pairs_page(where, params, page_size, (page - 1) * page_size)
+pairs, total = common.pairs_page(flt, page_size, (page - 1) * page_size)
 n_pages = max(1, math.ceil(total / page_size))
 st.session_state["pb_n_pages"] = n_pages
 st.subheader(f"{total:,} pairs match · page {page} of {n_pages:,}")

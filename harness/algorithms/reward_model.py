@@ -21,6 +21,7 @@ import torch
 from .. import losses
 from ..logprobs import build_batch
 from ..records import content_hash
+from ..store.filters import LabelFilter
 from ..trainer import StepData
 
 HH_HUMAN = "\n\nHuman:"
@@ -106,12 +107,8 @@ def store_examples(store, annotators: list[str], dataset: str | None, soft: bool
     Several labels of one pair (several annotators, both orders) are averaged: hard mode votes
     (A=1, B=0, tie=.5) and drops pairs that come out tied; soft mode averages p(A better) where
     the label gives one. Cache-hit copies and unparsed labels are left out."""
-    where = f"l.annotator_id IN ({','.join('?' * len(annotators))}) AND l.verdict IN ('A','B','tie') AND l.cached=0"
-    params: list = list(annotators)
-    if dataset:
-        where += " AND p.dataset=?"
-        params.append(dataset)
-    df = store.labels_df(where, params)
+    df = store.labels_df(LabelFilter(annotators=list(annotators), verdicts=("A", "B", "tie"), cached=False,
+                                     dataset=dataset or None))
     if df.empty:
         known = sorted({a["annotator_id"] for a in store.annotators()})
         raise ValueError(f"reward_model.annotators: no usable labels by {annotators}"

@@ -18,7 +18,7 @@ from ..config import JudgeRef
 from ..evaluation.bias import judgement_bias
 from ..records import Pair
 from ..console import emit
-from ..store import Store
+from ..store import PairFilter, Store
 
 
 def add_arguments(p):
@@ -47,19 +47,13 @@ def add_arguments(p):
 
 def _pairs_from_store(store: Store, args) -> list[Pair]:
     if args.dataset is not None:
-        where, params = "dataset=?", [args.dataset]
-        if args.subset is not None:
-            where, params = where + " AND subset=?", params + [args.subset]
-        df = store.pairs_df(where, params, limit=args.limit, offset=args.offset)
+        df = store.pairs_df(PairFilter(dataset=args.dataset, subset=args.subset), limit=args.limit, offset=args.offset)
         if df.empty:
             raise ValueError(f"no pairs of dataset {args.dataset!r}" + (f" subset {args.subset!r}" if args.subset else "")
                              + f" in {store.db_path} (import them first: harness import-labels)")
         return store.get_pairs(df["pair_id"].tolist())
     store.get_run(args.run_id)  # a clear error for an unknown run
-    where, params = "run_id=?", [args.run_id]
-    if args.step is not None:
-        where, params = where + " AND step=?", params + [args.step]
-    df = store.pairs_df(where, params)
+    df = store.pairs_df(PairFilter(pair_run_id=args.run_id, pair_step=args.step))
     if not df.empty:
         pairs = store.get_pairs(df["pair_id"].tolist())
     else:

@@ -17,12 +17,8 @@ import json
 
 import pandas as pd
 
+from ..store.filters import LabelFilter
 from .agreement import per_item_verdicts
-
-_SQL = ("SELECT l.label_id, l.pair_id, l.annotator_id, l.annotator_version, l.annotator_kind AS kind, l.verdict,"
-        " l.p_a, l.shown_order, l.meta_json, p.dataset AS pair_dataset, p.subset AS pair_subset,"
-        " p.policy_a AS pair_policy_a, p.policy_b AS pair_policy_b, LENGTH(p.response_a) AS len_a,"
-        " LENGTH(p.response_b) AS len_b FROM labels l JOIN pairs p USING (pair_id)")
 
 LABEL_COLUMNS = ["label_id", "pair_id", "item", "annotator", "annotator_id", "annotator_version", "kind", "verdict",
                  "p_a", "shown_order", "order_known", "dataset", "subset", "policy_a", "policy_b", "len_a", "len_b"]
@@ -32,16 +28,9 @@ def label_frame(store, dataset: str | None = None, annotators=None, kinds=None) 
     """All labels of the store as a frame (module docstring); optional filters on the result."""
     # a cache-hit row (cached=1) repeats an answer already in the store for a later run/step: counting
     # it would weight re-asked pairs twice in every statistic
-    where, params = ["l.cached = 0"], []
-    if annotators:
-        ids = sorted({a.split("@")[0] for a in annotators})
-        where.append(f"l.annotator_id IN ({','.join('?' * len(ids))})")
-        params += ids
-    if kinds:
-        where.append(f"l.annotator_kind IN ({','.join('?' * len(kinds))})")
-        params += list(kinds)
-    sql = _SQL + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY l.label_id"
-    df = store.query_df(sql, params)
+    df = store.label_frame_rows(LabelFilter(
+        cached=False, annotators=sorted({a.split("@")[0] for a in annotators}) if annotators else None,
+        kinds=list(kinds) if kinds else None))
     if df.empty:
         return pd.DataFrame(columns=LABEL_COLUMNS)
     meta = [json.loads(m) if m else {} for m in df.pop("meta_json")]

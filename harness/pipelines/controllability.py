@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from ..config import JudgeRef, SamplingConfig, load_config
-from ..store import Store, check_run_id
+from ..store import PairFilter, Store, check_run_id
 
 NO_INSTRUCTION = ("", "default", "none")
 
@@ -147,9 +147,9 @@ def fixed_pairs(store: Store, task: str, pairs_file: str | None = None, n: int |
         source = f"{DEFAULT_POLICY} samples of task {task}'s eval prompts (gold_pairs.policy_pairs)"
     else:
         source = f"eval pairs of task {task} in the store"
-        df = store.pairs_df("source = ? AND dataset = ?", ("eval", task))
+        df = store.pairs_df(PairFilter(source="eval", dataset=task))
         if df.empty:
-            source, df = "eval pairs of any task in the store", store.pairs_df("source = ?", ("eval",))
+            source, df = "eval pairs of any task in the store", store.pairs_df(PairFilter(source="eval"))
         pairs = store.get_pairs(list(dict.fromkeys(df["pair_id"]))) if not df.empty else []
     pairs = list({p.pair_id: p for p in pairs if p.response_a != p.response_b}.values())
     return (pairs[:n] if n else pairs), source

@@ -31,10 +31,12 @@ from typing import Iterable, Iterator, Sequence
 
 from ..records import Annotator, Label, Pair, content_hash
 from .backends import BackendError, open_backend
+from .filters import LabelFilter, PairFilter
+from .queries import PairLabelQueries
 from .schema import _SCHEMA, MIGRATIONS, SCHEMA_VERSION, StoreError, migrate
 
 # re-exported: what callers and tests import from harness.store
-_REEXPORTED = (_SCHEMA, MIGRATIONS, SCHEMA_VERSION)
+_REEXPORTED = (_SCHEMA, MIGRATIONS, SCHEMA_VERSION, LabelFilter, PairFilter)
 
 # a checkpoint's optimizer state: accelerate's (optimizer.bin, optimizer_1.bin, ...) and, in checkpoints
 # written before the accelerate loop, the harness's own
@@ -73,7 +75,7 @@ def label_cache_key(annotator: Annotator, pair_id: str, shown_order: str) -> str
     return content_hash(annotator.id, annotator.version, pair_id, shown_order)
 
 
-class Store:
+class Store(PairLabelQueries):
     busy_timeout_s = BUSY_TIMEOUT_S  # per store; tests set a short one
 
     def __init__(self, home: str | Path | None = None, url: str | None = None):
@@ -138,10 +140,13 @@ class Store:
                 raise
 
     def query(self, sql: str, params: Sequence = ()) -> list[dict]:
+        """Rows of raw SQL: for the store package itself and for tests' / bench's read-back checks only.
+        Every other module reads through the store's methods with typed filters (filters.py)."""
         with self.connect() as db:
             return [dict(r) for r in db.execute(sql, params).fetchall()]
 
     def query_df(self, sql: str, params: Sequence = ()):
+        """As `query`, as a DataFrame (the same rule: not for modules outside the store package)."""
         import pandas as pd
 
         with self.connect() as db:
@@ -344,30 +349,6 @@ class Store:
             found.setdefault(r["pair_id"], set()).add(r["item"])
         return {pid: next(iter(v)) for pid, v in found.items() if len(v) == 1}
 
-    def labels_df(self, where: str = "1=1", params: Sequence = (), limit: int | None = None, offset: int = 0):
-        """Labels joined with their pairs, as a DataFrame (one row per label)."""
-        sql = ("SELECT l.*, p.prompt, p.response_a, p.response_b, p.source, p.dataset, p.subset, p.record_id,"
-               " p.policy_a, p.policy_b, p.reference, p.run_id AS pair_run_id, p.step AS pair_step"
-               f" FROM labels l JOIN pairs p USING (pair_id) WHERE {where} ORDER BY l.label_id")
-        if limit is not None:
-            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-        return self.query_df(sql, params)
-
-    def dataset_labels(self, dataset: str, kind: str | None = None):
-        """Labels (joined with their pairs, as labels_df) on the pairs of one dataset, optionally only
-        those of one annotator kind (e.g. the human references of a judge validity card)."""
-        where, params = "p.dataset=?", [dataset]
-        if kind is not None:
-            where += " AND l.annotator_kind=?"
-            params.append(kind)
-        return self.labels_df(where, params)
-
-    def pairs_df(self, where: str = "1=1", params: Sequence = (), limit: int | None = None, offset: int = 0):
-        sql = f"SELECT * FROM pairs WHERE {where} ORDER BY created_at, pair_id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-        return self.query_df(sql, params)
-
     def get_pairs(self, pair_ids: Sequence[str]) -> list[Pair]:
         ids = list(pair_ids)
         rows = {r["pair_id"]: r for r in self._query_in("SELECT * FROM pairs WHERE pair_id IN ({marks})", ids)}
@@ -376,11 +357,6 @@ class Store:
     def annotators(self) -> list[dict]:
         return self.query("SELECT a.*, (SELECT COUNT(*) FROM labels l WHERE l.annotator_id=a.annotator_id"
                           " AND l.annotator_version=a.version) AS n_labels FROM annotators a ORDER BY annotator_id")
-
-    def count_pairs(self, where: str = "1=1", params: Sequence = ()) -> int:
-        """How many pairs match `where` (the same clause `pairs_df` takes): for paginated views."""
-        with self.connect() as db:
-            return db.execute(f"SELECT COUNT(*) FROM pairs WHERE {where}", list(params)).fetchone()[0]
 
     def data_version(self) -> tuple:
         """Changes whenever the database is written: a cache key for readers."""

@@ -70,10 +70,10 @@ def import_labels(store, fmt: str, path: str | Path, limit: int | None = None, p
         raise LabelImportError(path, "file", None, "no records")
     ids = [p.pair_id for p in pairs]
     with store.transaction() as db:
-        before = _label_counts(db)
-        known = _existing_pairs(db, ids)
+        before = store.annotator_label_counts(db)
+        known = store.count_existing_pairs(ids, db)
         store.add_labels(labels, pairs, db=db)
-        after = _label_counts(db)
+        after = store.annotator_label_counts(db)
     per_records: dict[str, set] = {}
     per_labels: Counter = Counter()
     kinds = {}
@@ -88,19 +88,6 @@ def import_labels(store, fmt: str, path: str | Path, limit: int | None = None, p
             "items": len({lab.meta["item"] for lab in labels}), "pairs": len(pairs), "labels": len(labels),
             "new_pairs": len(pairs) - known,
             "new_labels": sum(r["new_labels"] for r in rows), "annotators": rows}
-
-
-def _label_counts(db) -> dict[str, int]:
-    return dict(db.execute("SELECT annotator_id, COUNT(*) FROM labels GROUP BY annotator_id").fetchall())
-
-
-def _existing_pairs(db, ids: list[str]) -> int:
-    n = 0
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        sql = f"SELECT COUNT(*) FROM pairs WHERE pair_id IN ({','.join('?' * len(chunk))})"
-        n += db.execute(sql, chunk).fetchone()[0]
-    return n
 
 
 __all__ = ["IMPORTERS", "LabelImportError", "import_labels", "read_labels"]
