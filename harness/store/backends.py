@@ -93,8 +93,25 @@ class SqliteBackend:
     def in_transaction(self, db) -> bool:
         return db.in_transaction
 
+    @contextlib.contextmanager
+    def exclusive(self, db) -> Iterator[None]:
+        """One transaction holding the write lock: one process creates or migrates the schema at a time."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     def script(self, db, ddl: str) -> None:
-        db.executescript(ddl)
+        """Run DDL statements in the open transaction (executescript would commit it first)."""
+        for stmt in (s.strip() for s in ddl.split(";")):
+            if stmt:
+                db.execute(stmt)
+
+    def has_table(self, db, name: str) -> bool:
+        return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
 
     def data_version(self) -> tuple:
         """Changes whenever the database is written (db and WAL file stats)."""
@@ -253,12 +270,22 @@ class PostgresBackend:
 
         return db.conn.info.transaction_status != TransactionStatus.IDLE
 
-    def script(self, db: _PgConnection, ddl: str) -> None:
-        with db.conn.transaction():  # the lock holds until this block commits
+    @contextlib.contextmanager
+    def exclusive(self, db: _PgConnection) -> Iterator[None]:
+        """One transaction holding the schema's advisory lock until it commits."""
+        with db.conn.transaction():
             db.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.LOCK_ID,))
-            for stmt in (s.strip() for s in ddl.split(";")):
-                if stmt:
-                    db.conn.execute(stmt)
+            yield
+
+    def script(self, db: _PgConnection, ddl: str) -> None:
+        for stmt in (s.strip() for s in ddl.split(";")):
+            if stmt:
+                db.conn.execute(stmt)
+
+    def has_table(self, db: _PgConnection, name: str) -> bool:
+        # a catalog query, not to_regclass: its cached lookup can miss a table another process just made
+        return db.conn.execute("SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+                               " AND tablename = %s", (name,)).fetchone() is not None
 
     def data_version(self) -> tuple:
         """The server's WAL position: moves on every write (of any database of the server; a reader's

@@ -89,19 +89,35 @@ CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
 assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "one migration per version, in order"
 
 
-def migrate(backend, db, where) -> None:
-    """Bring the store open on `db` to SCHEMA_VERSION (`where` names it in errors). Every statement
-    is idempotent, so processes opening one store at once all succeed."""
-    backend.script(db, backend.schema(_SCHEMA))
+def stored_version(backend, db) -> int | None:
+    """The schema version a store records (None for a fresh database)."""
+    if not backend.has_table(db, "meta"):
+        return None
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    found = int(row[0]) if row is not None else None
-    if found is not None and found > SCHEMA_VERSION:
-        raise StoreError(f"{where}: schema version {found} is newer than this harness ({SCHEMA_VERSION})")
-    for version in range((found or 1) + 1, SCHEMA_VERSION + 1):  # a fresh store has version 1 now
-        backend.script(db, backend.schema(MIGRATIONS[version]))
-    if found is None:
-        # OR IGNORE: processes opening a fresh home at once (torchrun) all see no row; one insert wins
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    elif found < SCHEMA_VERSION:
-        db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
-        db.execute("INSERT OR IGNORE INTO meta VALUES ('migrated_from', ?)", (str(found),))
+    return int(row[0]) if row is not None else None
+
+
+def migrate(backend, db, where) -> None:
+    """Bring the store open on `db` to SCHEMA_VERSION (`where` names it in errors).
+
+    A current store runs no DDL: CREATE INDEX locks its table even when the index exists, and DDL
+    locking tables in another order than a writer's inserts deadlocks on PostgreSQL. Creating or
+    migrating holds the backend's exclusive lock, so of processes opening one store at once, one
+    migrates and the others find it done."""
+    found = stored_version(backend, db)
+    if found == SCHEMA_VERSION:
+        return
+    with backend.exclusive(db):
+        found = stored_version(backend, db)  # another process may have migrated while this one waited
+        if found is not None and found > SCHEMA_VERSION:
+            raise StoreError(f"{where}: schema version {found} is newer than this harness ({SCHEMA_VERSION})")
+        if found == SCHEMA_VERSION:
+            return
+        backend.script(db, backend.schema(_SCHEMA))
+        for version in range((found or 1) + 1, SCHEMA_VERSION + 1):  # a fresh store has version 1 now
+            backend.script(db, backend.schema(MIGRATIONS[version]))
+        if found is None:
+            db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        else:
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('migrated_from', ?)", (str(found),))
