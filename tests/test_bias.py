@@ -80,7 +80,7 @@ def test_every_report_reads_the_same_figures(judgements):
     """oaif's step metrics, `judge`'s summary, the leaderboard's position bias, the validity card
     and the agreement frame give one number for one thing."""
     from harness.algorithms.oaif import judgements_to_examples
-    from harness.commands.judge import summarize
+    from harness.pipelines.label import summarize
     from harness.pipelines.leaderboard import position_bias
     from harness.evaluation.agreement import bias_table
     from harness.evaluation.validity import figures

@@ -345,6 +345,31 @@ def test_judge_command_on_a_file_and_the_store(tmp_path, capsys):
     assert "no pairs of dataset 'nothing'" in capsys.readouterr().err
 
 
+def test_label_pipeline_gives_what_the_command_prints(tmp_path, capsys):
+    """harness.pipelines.label is the library the command calls: same pairs, same summary."""
+    from harness.cli import main
+    from harness.config import JudgeRef
+    from harness.pipelines.label import PairSelection, label_pairs, select_pairs
+    from harness.store import Store
+
+    f = tmp_path / "pairs.jsonl"
+    f.write_text("\n".join(json.dumps({"prompt": p.prompt, "response_a": p.response_a, "response_b": p.response_b})
+                           for p in SHORT) + "\n")
+    assert main(["--home", str(tmp_path / "cli"), "--format", "json", "judge", "--judge", "rule:shorter",
+                 "--both-orders", "--file", str(f)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    store = Store(tmp_path / "lib")
+    pairs = select_pairs(store, PairSelection(file=str(f)))
+    got = label_pairs(store, JudgeRef(name="rule:shorter", both_orders=True), pairs, progress=False)
+    drop = ("load_s", "seconds", "pairs_per_s")
+    assert {k: v for k, v in got.items() if k not in drop} == {k: v for k, v in printed.items() if k not in drop}
+    assert store.counts()["labels"] == 4
+    with pytest.raises(ValueError, match="exactly one"):
+        select_pairs(store, PairSelection(file=str(f), dataset="pairs"))
+    with pytest.raises(ValueError, match="--limit must be >= 1"):
+        select_pairs(store, PairSelection(dataset="pairs", limit=0))
+
+
 # -- reference-guided embedded annotator -------------------------------------------------------------------
 @pytest.mark.slow
 def test_reference_similarity_judge(store):
