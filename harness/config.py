@@ -329,19 +329,9 @@ def validate(cfg: RunConfig, where: str = "config:") -> None:
         bad("train.mixed_precision", f"unknown {cfg.train.mixed_precision!r}; known: {', '.join(MIXED_PRECISION)}")
     if cfg.data.padding_side not in ("left", "right"):
         bad("data.padding_side", "must be left or right")
-    if cfg.oaif.tie_policy not in ("skip", "soft"):
-        bad("oaif.tie_policy", "must be skip or soft")
-    if cfg.rl.method not in ("rloo", "ppo"):
-        bad("rl.method", "must be rloo or ppo")
-    if cfg.reward_model.labels not in ("hard", "soft"):
-        bad("reward_model.labels", "must be hard or soft")
-    if cfg.reward_model.calibration_bins < 1:
-        bad("reward_model.calibration_bins", "must be >= 1")
-    if cfg.rl.k < 1 or (cfg.rl.method == "rloo" and cfg.rl.k < 2):
-        bad("rl.k", f"RLOO needs at least 2 samples per prompt, got {cfg.rl.k}" if cfg.rl.method == "rloo"
-            else "must be >= 1")
-    if cfg.rl.ppo_epochs < 1:
-        bad("rl.ppo_epochs", "must be >= 1")
+    from .algorithms import check_config  # the chosen algorithm checks the section it owns
+
+    check_config(cfg, bad)
     from .trackers import TRACKERS
 
     for name in cfg.train.report_to:
@@ -383,11 +373,6 @@ _RANGES = (
     ("data.eval_fraction", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("data.max_train", lambda v: v is None or v >= 1, ">= 1 or null"),
     ("data.max_eval", lambda v: v is None or v >= 0, ">= 0 or null"),
-    ("rl.kl_coef", lambda v: v >= 0, ">= 0"),
-    ("rl.clip_range", lambda v: v > 0, "> 0"),
-    ("rl.vf_coef", lambda v: v >= 0, ">= 0"),
-    ("rl.gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("rl.lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("model.lora.r", lambda v: v >= 1, ">= 1"),
     ("model.lora.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
 )

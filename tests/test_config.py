@@ -43,6 +43,13 @@ def test_defaults_yaml_and_overrides(tmp_path):
     ("", ["data.padding_side=middle"], "data.padding_side"),
     ("", ["loss.flip_rate=0.5"], "loss.flip_rate"),
     ("", ["train.steps"], "expected key=value"),
+    # the sections an algorithm owns are checked by its module, whichever algo runs
+    ("", ["rl.method=pppo"], "rl.method: must be one of rloo, ppo, got 'pppo'"),
+    ("", ["rl.k=1"], "rl.k: RLOO needs at least 2"),
+    ("", ["rl.gamma=2"], "rl.gamma: must be in [0, 1]"),
+    ("", ["oaif.tie_policy=drop"], "oaif.tie_policy: must be one of skip, soft"),
+    ("", ["reward_model.labels=mean"], "reward_model.labels: must be one of hard, soft"),
+    ("", ["algo=oaif", "oaif.tie_policy=soft", "loss.kind=dpo"], "oaif.tie_policy: soft keeps ties"),
 ])
 def test_errors_name_the_key(tmp_path, text, overrides, named):
     p = write(tmp_path, text)
@@ -97,3 +104,20 @@ def test_judge_validity_fields_defaults_and_checks(tmp_path):
                        ("judge.allow_biased=maybe", "judge.allow_biased: expected bool")]:
         with pytest.raises(ConfigError, match=named):
             load_config(None, [bad])
+
+
+def test_each_algorithm_checks_the_section_it_owns(monkeypatch):
+    """algorithms.ALGORITHMS names each algorithm's check: its module holds the allowed values (rl.METHODS,
+    oaif.TIE_POLICIES, reward_model.LABEL_TARGETS), config.validate holds no list of them."""
+    import harness.algorithms.rl as rl
+    from harness import algorithms
+
+    assert {n: a.check for n, a in algorithms.ALGORITHMS.items() if a.check} == {
+        "oaif": "harness.algorithms.oaif:check_config", "reward_model": "harness.algorithms.reward_model:check_config",
+        "rlhf": "harness.algorithms.rl:check_config"}
+    with pytest.raises(ConfigError, match="rl.method"):
+        load_config(None, ["rl.method=grpo"])
+    monkeypatch.setattr(rl, "METHODS", (*rl.METHODS, "grpo"))  # a method added where it is run
+    assert load_config(None, ["rl.method=grpo"]).rl.method == "grpo"
+    # soft ties need the soft loss only where OAIF reads oaif.tie_policy
+    assert load_config(None, ["algo=dpo", "oaif.tie_policy=soft"]).oaif.tie_policy == "soft"

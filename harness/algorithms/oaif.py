@@ -299,6 +299,18 @@ def objective_config(cfg):
     return out
 
 
+TIE_POLICIES = ("skip", "soft")  # what a tie (or unparsed verdict) becomes: dropped, or kept with its p
+
+
+def check_config(cfg, bad) -> None:
+    """The `oaif:` section (`bad(key, message)` raises); run by config.validate for every config."""
+    if cfg.oaif.tie_policy not in TIE_POLICIES:
+        bad("oaif.tie_policy", f"must be one of {', '.join(TIE_POLICIES)}, got {cfg.oaif.tie_policy!r}")
+    if cfg.algo == "oaif" and cfg.oaif.tie_policy == "soft" and cfg.loss.kind != "soft":
+        bad("oaif.tie_policy", f"soft keeps ties with their probability, which only loss.kind: soft "
+            f"reads; with loss.kind: {cfg.loss.kind} a tie would train as a win for response A")
+
+
 def build(cfg, store, run_id, model, tokenizer, ref, home):
     """(OaifSource, PreferenceObjective) for the trainer; the annotator stays inside the LabelFn."""
     from judges import make_label_fn
@@ -309,9 +321,10 @@ def build(cfg, store, run_id, model, tokenizer, ref, home):
     from ..sampling import make_sampler
     from ..tasks import load_task
 
-    if cfg.oaif.tie_policy == "soft" and cfg.loss.kind != "soft":
-        raise ConfigError(f"oaif.tie_policy: soft keeps ties with their probability, which only loss.kind: soft "
-                          f"reads; with loss.kind: {cfg.loss.kind} a tie would train as a win for response A")
+    def bad(key, msg):
+        raise ConfigError(f"{key}: {msg}")
+
+    check_config(cfg, bad)  # a config made in code, not by load_config, is checked here
     task = load_task(cfg.data.task)
     prompts = list(task.prompts(cfg.data.split))
     if cfg.data.max_train:

@@ -155,9 +155,21 @@ def task_split(cfg) -> tuple[list[dict], list[dict], dict]:
             {"n_pairs": len(train) + len(held), "labels": cfg.reward_model.labels})
 
 
+LABEL_TARGETS = ("hard", "soft")  # reward_model.labels: majority verdict, or mean p(A better) as the BT target
+
+
+def check_config(cfg, bad) -> None:
+    """The `reward_model:` section (`bad(key, message)` raises); run by config.validate for every config."""
+    rmc = cfg.reward_model
+    if rmc.labels not in LABEL_TARGETS:
+        bad("reward_model.labels", f"must be one of {', '.join(LABEL_TARGETS)}, got {rmc.labels!r}")
+    if rmc.calibration_bins < 1:
+        bad("reward_model.calibration_bins", "must be >= 1")
+
+
 def _soft(rmc) -> bool:
-    if rmc.labels not in ("hard", "soft"):
-        raise ValueError(f"reward_model.labels: {rmc.labels!r} is not hard or soft")
+    if rmc.labels not in LABEL_TARGETS:
+        raise ValueError(f"reward_model.labels: {rmc.labels!r} is not one of {', '.join(LABEL_TARGETS)}")
     return rmc.labels == "soft"
 
 

@@ -338,6 +338,30 @@ def load_scorer(cfg, home, device: str):
     return judge
 
 
+METHODS = ("rloo", "ppo")  # rl.method: the policy-gradient estimator RLSource/RLObjective run
+# (key, test, what the key must be): the `rl:` section's value checks
+_RANGES = (
+    ("kl_coef", lambda v: v >= 0, ">= 0"),
+    ("clip_range", lambda v: v > 0, "> 0"),
+    ("vf_coef", lambda v: v >= 0, ">= 0"),
+    ("gamma", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("lam", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("ppo_epochs", lambda v: v >= 1, ">= 1"),
+)
+
+
+def check_config(cfg, bad) -> None:
+    """The `rl:` section (`bad(key, message)` raises); run by config.validate for every config."""
+    rl = cfg.rl
+    if rl.method not in METHODS:
+        bad("rl.method", f"must be one of {', '.join(METHODS)}, got {rl.method!r}")
+    if rl.k < 1 or (rl.method == "rloo" and rl.k < 2):
+        bad("rl.k", f"RLOO needs at least 2 samples per prompt, got {rl.k}" if rl.method == "rloo" else "must be >= 1")
+    for key, ok, what in _RANGES:
+        if not ok(getattr(rl, key)):
+            bad(f"rl.{key}", f"must be {what}, got {getattr(rl, key)!r}")
+
+
 def build(cfg, store, run_id, model, tokenizer, ref, home):
     from ..models import pick_device
     from ..sampling import make_sampler
