@@ -201,6 +201,31 @@ def test_500_then_success_is_retried(tmp_path, store):
     assert lab.p_a == pytest.approx(0.7 / 0.9) and lab.tokens_in == 50
 
 
+def test_retry_after_is_honoured_up_to_max_retry_wait_s(tmp_path, store):
+    """A 429 with `Retry-After: 3600` waits max_retry_wait_s (1.2 s), not an hour, and not the client's
+    own sub-second backoff (what the client alone does with a wait over a minute)."""
+    from judges import label_and_store, load_judge
+
+    def respond(body, srv):
+        key = json.dumps(body["messages"], sort_keys=True)
+        with srv.lock:
+            n = srv.state[key] = srv.state.get(key, 0) + 1
+        if n == 1:
+            return 429, b'{"error": "slow down"}', {"Retry-After": "3600"}
+        return 200, _ok_logprob()
+
+    with serve(respond) as (srv, url):
+        judge = load_judge(write_cfg(tmp_path, url, max_retry_wait_s=1.2))
+        out = label_and_store(judge, PAIRS[:1], store)
+    by_key = {}
+    for r in srv.requests:
+        by_key.setdefault(json.dumps(json.loads(r["raw"])["messages"], sort_keys=True), []).append(r["t"])
+    assert len(by_key) == 2 and all(len(ts) == 2 for ts in by_key.values())  # both orders, one retry each
+    gaps = [ts[1] - ts[0] for ts in by_key.values()]
+    assert all(1.1 <= g < 10 for g in gaps), gaps
+    assert all(l.verdict in ("A", "B") for j in out for l in j.labels)
+
+
 def test_always_500_gives_unparsed_with_error_then_recovers(tmp_path, store):
     from judges import label_and_store, load_judge
 

@@ -288,7 +288,6 @@ class RLObjective:
         out = response_forward(model, batch, self.value_head, with_entropy=True)
         mask, width, device = out.mask, out.mask.shape[1], out.logps.device
         old = pad_rows([e["old_logps"] for e in examples], width, device)
-        ref = pad_rows([e["ref_logps"] for e in examples], width, device)
         metrics: dict[str, float] = {}
         if rl.method == "rloo":
             adv = torch.tensor([e["advantage"] for e in examples], dtype=torch.float32, device=device)

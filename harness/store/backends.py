@@ -16,7 +16,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit, urlunsplit
