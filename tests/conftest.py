@@ -49,7 +49,7 @@ def store(tmp_path):
     return Store(tmp_path / "home")
 
 
-# The store's own suites (test_store, test_importers, test_store_backends) run on both databases.
+# The store's own suites (test_store, test_importers, test_raters: the `any_store` fixture) run on both databases.
 # PostgreSQL: the server named by HARNESS_TEST_PG (`make test` starts Debian's on 127.0.0.1 and sets
 # it); each test gets a database of its own, dropped afterwards. Unset: those cases are skipped.
 BACKENDS = ["sqlite", "postgresql"]
