@@ -18,17 +18,19 @@ from .schema import StoreError
 OPTIMIZER_FILES = ("optimizer*.bin", "optimizer.safetensors")
 
 
+def _complete_by_step(root: Path) -> list[Path]:
+    """The checkpoints under `root` marked COMPLETE, oldest step first (none if `root` is absent)."""
+    return sorted((p for p in root.glob("step-*") if (p / "COMPLETE").exists()),
+                  key=lambda p: int(p.name.split("-")[1]))
+
+
 class Checkpoints:
-    # -- checkpoints -------------------------------------------------------------------------
     def checkpoints_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "checkpoints"
 
     def latest_checkpoint(self, run_id: str) -> Path | None:
-        root = self.checkpoints_dir(run_id)
-        if not root.exists():
-            return None
-        done = [p for p in root.glob("step-*") if (p / "COMPLETE").exists()]
-        return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+        done = _complete_by_step(self.checkpoints_dir(run_id))
+        return done[-1] if done else None
 
     def drop_optimizer_state(self, run_id: str) -> int:
         """Delete the optimizer state of a DONE run's checkpoints (the weights stay, so it can still be
@@ -73,8 +75,7 @@ class Checkpoints:
         final = root / f"step-{step}"
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        done = sorted((p for p in root.glob("step-*") if (p / "COMPLETE").exists()),
-                      key=lambda p: int(p.name.split("-")[1]))
+        done = _complete_by_step(root)
         for old in done[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
         return final
