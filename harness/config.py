@@ -34,7 +34,7 @@ class LoraConfig:
 class ModelConfig:
     name: str = "smollm2-135m-instruct"  # embedded default, a hub id, or a local directory
     revision: str | None = None
-    dtype: str = "auto"  # auto: fp32 on CPU, bf16 on CUDA
+    dtype: str = "auto"  # auto, per role (harness/devices.py ROLES): trained weights fp32; frozen text generation bf16 where native
     device: str = "auto"  # auto: cuda if available, else cpu
     trust_remote_code: bool = False
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -89,7 +89,7 @@ class SamplingConfig:
     max_new_tokens: int = 48
     sync_every: int = 1  # vllm: push policy weights every k steps
     batch_size: int = 16
-    dtype: str = "auto"  # transformers: auto = sample the policy itself; bf16/fp16/fp32 = a copy in that dtype, synced every sync_every steps
+    dtype: str = "auto"  # transformers: auto = a bf16 copy synced every step where bf16 is native, else the policy itself; bf16/fp16/fp32 = a copy in that dtype, synced every sync_every steps
 
 
 @dataclass

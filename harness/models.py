@@ -126,7 +126,8 @@ def load_model(model_cfg: ModelConfig, home: str | Path | None = None, for_train
 
     `init_from`: a checkpoint dir (harness or HF layout) whose weights replace the base weights.
     `role` (devices.ROLES) decides what `dtype: auto` means: policy (trained; the default), measure
-    (frozen, log-probs compared: the default when not for_training), judge (frozen: bf16 where native).
+    (frozen, log-probs compared: the default when not for_training), judge (frozen: bf16 where native),
+    generate (frozen, text only: bf16 where native).
     The resolved dtype and why are printed once per load (stderr) and kept as `model.harness_dtype`.
     """
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification

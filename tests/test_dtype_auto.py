@@ -45,14 +45,16 @@ def test_avx2_only_cpu_auto_is_fp32_for_every_role(cpu_as):
     assert devices.resolve_dtype(None, CPU, "judge")[0] == torch.float32  # unset = auto
 
 
-def test_avx512_bf16_cpu_judge_bf16_policy_fp32_sampling_own(cpu_as):
+def test_avx512_bf16_cpu_judge_generation_sampling_bf16_policy_and_measure_fp32(cpu_as):
     cpu_as("AVX512", {"avx2", "avx512f", "avx512_bf16"})
     dtype, why = devices.resolve_dtype("auto", CPU, "judge")
     assert dtype == torch.bfloat16 and "avx512_bf16" in why
-    assert devices.resolve_dtype("auto", CPU, "policy")[0] == torch.float32
-    assert devices.resolve_dtype("auto", CPU, "measure")[0] == torch.float32
-    # sampling: auto = the policy's own dtype (no copy), whatever it is
-    assert devices.resolve_dtype("auto", CPU, "sampling", own=torch.float32)[0] == torch.float32
+    assert devices.resolve_dtype("auto", CPU, "policy")[0] == torch.float32  # AdamW's master weights
+    assert devices.resolve_dtype("auto", CPU, "measure")[0] == torch.float32  # log-probs compared with training
+    assert devices.resolve_dtype("auto", CPU, "generate")[0] == torch.bfloat16  # eval text, sample-once pairs
+    # sampling: auto = a bf16 copy of an fp32 policy (synced every step); a bf16 policy samples itself
+    dtype, why = devices.resolve_dtype("auto", CPU, "sampling", own=torch.float32)
+    assert dtype == torch.bfloat16 and "copy" in why
     assert devices.resolve_dtype("auto", CPU, "sampling", own=torch.bfloat16)[0] == torch.bfloat16
 
 
@@ -124,8 +126,13 @@ def test_run_dtypes_has_model_and_sampling(cpu_as, threads_restored):
     cpu_as("AVX512", {"avx512_bf16"})
     out = devices.run_dtypes({"model": {"device": "cpu", "dtype": "auto"}, "sampling": {"dtype": "auto"}})
     assert out["model"]["dtype"] == "fp32" and out["model"]["device"] == "cpu" and out["model"]["reason"]
-    assert out["sampling"]["dtype"] == "fp32" and "policy itself" in out["sampling"]["reason"]
+    assert out["sampling"]["dtype"] == "bf16" and "copy" in out["sampling"]["reason"]
+    assert out["generate"]["dtype"] == "bf16" and out["mixed_precision"]["mode"] == "bf16"
     assert out["cpu_capability"] == "AVX512" and out["cpu_bf16_native"] is True and out["threads"] >= 1
+    cpu_as("AVX2", {"avx2"})  # the same config on an AVX2-only CPU: fp32 everywhere, said why
+    out = devices.run_dtypes({"model": {"device": "cpu", "dtype": "auto"}, "sampling": {"dtype": "auto"}})
+    assert [out[k]["dtype"] for k in ("model", "sampling", "generate")] == ["fp32"] * 3
+    assert out["mixed_precision"]["mode"] == "no" and "policy itself" in out["sampling"]["reason"]
     out = devices.run_dtypes({"model": {"device": "cpu"}, "sampling": {"dtype": "bf16"}})
     assert out["sampling"]["dtype"] == "bf16"
 

@@ -47,8 +47,8 @@ def test_bf16_mixed_precision_moves_every_weight_pure_bf16_does_not(tmp_path):
 
 def test_trained_weights_fp32_and_autocast_bf16_on_gpu_with_native_bf16(monkeypatch):
     """`dtype: auto` for a trained policy is fp32 everywhere, also on CUDA (the old rule gave bf16 there
-    and AdamW stepped bf16 weights); `mixed_precision: auto` is bf16 on a GPU with native bf16, no on
-    CPU (a CPU run's numbers then do not depend on which CPU ran it). The GPU is mocked: there is none."""
+    and AdamW stepped bf16 weights); `mixed_precision: auto` is bf16 where bf16 is native (a GPU, an
+    avx512_bf16 CPU), no elsewhere. The GPU and the CPU's flags are mocked (CI's CPU is whatever it is)."""
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     monkeypatch.setattr(devices, "cuda_native", lambda dtype: (True, "cuda has native bf16"))
     cuda = torch.device("cuda")
@@ -57,7 +57,11 @@ def test_trained_weights_fp32_and_autocast_bf16_on_gpu_with_native_bf16(monkeypa
     assert devices.resolve_mixed_precision("auto", cuda)[0] == "bf16"
     monkeypatch.setattr(devices, "cuda_native", lambda dtype: (False, "cuda has no native bf16"))
     assert devices.resolve_mixed_precision("auto", cuda)[0] == "no"
+    monkeypatch.setattr(devices, "cpu_native", lambda dtype: (False, "cpu capability AVX2 has no native bf16"))
     assert devices.resolve_mixed_precision("auto", torch.device("cpu"))[0] == "no"
+    monkeypatch.setattr(devices, "cpu_native", lambda dtype: (True, "cpu capability AVX512 with avx512_bf16"))
+    mode, why = devices.resolve_mixed_precision("auto", torch.device("cpu"))
+    assert mode == "bf16" and "avx512_bf16" in why and "fp32 master weights" in why
     assert devices.resolve_mixed_precision("bf16", torch.device("cpu"))[0] == "bf16"  # explicit wins
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # an accelerate launch config's choice
     assert devices.resolve_mixed_precision("auto", cuda)[0] == "fp16"
@@ -85,4 +89,5 @@ def test_an_accelerator_made_earlier_in_the_process_with_another_mode_does_not_d
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     AcceleratorState._reset_state()  # earlier tests in this session fixed "no": start as a fresh process
     assert Accelerator(cpu=True, mixed_precision="bf16").mixed_precision == "bf16"
-    assert make_accelerator(load_config(None, [])).mixed_precision == "no"  # auto on CPU
+    native = devices.cpu_native(torch.bfloat16)[0]  # auto on CPU follows the CPU in front of it
+    assert make_accelerator(load_config(None, [])).mixed_precision == ("bf16" if native else "no")

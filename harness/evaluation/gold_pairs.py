@@ -82,7 +82,7 @@ def sample_responses(task, rows: list[dict], store, run_id: str, model: str, k: 
         if spec.model_cfg is None:
             raise ValueError(f"policy {model!r}: gold pairs need a model or a run to sample from (got {spec.kind})")
         sampling = SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens, batch_size=16)
-        m, tok = load_model(spec.model_cfg, home, for_training=False, init_from=spec.init_from)
+        m, tok = load_model(spec.model_cfg, home, for_training=False, init_from=spec.init_from, role="generate")
         bar = None
         if progress:
             from tqdm import tqdm

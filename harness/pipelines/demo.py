@@ -159,7 +159,7 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
     run_id = store.create_run(cfg.to_dict(), "sample_pairs", task=cfg.data.task, name=cfg.name, group=group)
     store.set_run_status(run_id, "running")
     seed_everything(cfg.train.seed)
-    model, tok = load_model(cfg.model, store.home, for_training=False)
+    model, tok = load_model(cfg.model, store.home, for_training=False, role="generate")
     source, _ = oaif.build(cfg, store, run_id, model, tok, None, store.home)
     task = load_task(cfg.data.task)
     if source.gold is None and task.gold_rows():  # the first source is the gold scorer itself: score the others

@@ -110,7 +110,7 @@ def policy_outputs(spec: PolicySpec, rows: Sequence[dict], sampling: SamplingCon
     from ..models import load_model
     from ..sampling import make_sampler
 
-    model, tok = load_model(spec.model_cfg, home, for_training=False, init_from=spec.init_from)
+    model, tok = load_model(spec.model_cfg, home, for_training=False, init_from=spec.init_from, role="generate")
     try:
         sampler = make_sampler(sampling, model, tok, data_cfg, system=system)
         samples = sampler.sample([r["prompt"] for r in rows], 1)

@@ -87,7 +87,7 @@ def record_dtypes(store: Store, run_id: str, config: dict) -> dict:
     m, s = dtypes["model"], dtypes["sampling"]
     mp = dtypes["mixed_precision"]
     print(f"dtypes: model {m['dtype']} on {m['device']} ({m['reason']}); sampling {s['dtype']} ({s['reason']}); "
-          f"mixed precision {mp['mode']} ({mp['reason']}); cpu {dtypes['cpu_capability']}, {dtypes['threads']} threads",
+          f"eval generation {dtypes['generate']['dtype']}; mixed precision {mp['mode']} ({mp['reason']}); cpu {dtypes['cpu_capability']}, {dtypes['threads']} threads",
           file=sys.stderr)
     with contextlib.suppress(OSError, ValueError):
         store.add_environment(run_id, dtypes=dtypes)
