@@ -1,23 +1,8 @@
-"""Agreement of annotators with a reference, position and length bias, human-human reliability.
+"""Agreement of annotators with a reference, and position and length bias (`bias_table`).
 
-Input: a long label frame, one row per label (see `frames.label_frame`), with columns
-  item         what was judged: the source record (e.g. 'pandalm:17') or the pair_id
-  annotator    display name (annotator id, or 'id@version' when one id has several versions)
-  kind         human | simulated-human | llm | reward_model | rule ('human-majority' and the
-               human tables below read kind 'human' only unless given other `kinds`)
-  verdict      canonical: 'A' (response_a better), 'B', 'tie', 'unparsed'
-  shown_order  'AB' (response_a shown first) or 'BA'
-  optional: p_a, dataset, subset, len_a, len_b (characters), order_known (bool), label_id.
-
-Step 1, per (annotator, item) (`per_item_verdicts`):
-  v_AB / v_BA   the annotator's first verdict when the pair was shown in that order
-  verdict       the combined verdict over all its labels of the item, as records.combine_orders:
-                mean p_a over parsed labels if all have p_a, else mean score (A=1, tie=.5, B=0);
-                > .5 -> A, < .5 -> B, == .5 -> tie; 'unparsed' if no label parsed; and, as
-                MT-Bench does, 'tie' when v_AB and v_BA are both parsed and differ (order-inconsistent).
-  `unparsed` option: 'wrong' (default; unparsed stays a verdict of its own, so it counts as a
-  disagreement / a wrong answer), 'tie' (read it as a tie: PandaLM's compute_metrics does this with
-  gpt-3.5's "garbage"), 'drop' (remove those labels).
+Input and step 1 (the per-item verdicts): harness/evaluation/items.py. Human-human reliability and
+leave-one-out agreement: harness/evaluation/humans.py (re-exported here). Other definitions of
+agreement (MT-Bench's vote pairs, the registry of definitions): agreement_defs.py.
 
 Step 2, the reference verdict of each item (`attach_reference`):
   '<annotator>'     that annotator's combined verdict
@@ -57,42 +42,20 @@ Step 3, per annotator and group (dataset, subset; '(all)' pools the subsets of a
   n_unparsed         items whose combined verdict is unparsed
   *_ci_low/_ci_high  95% percentile bootstrap over items (bootstrap.py) for agreement,
                      agreement_no_ties, kappa, acc_avg (a human's tied-reference rows move together)
-
-Humans (`human_reliability`, `human_loo_agreement`, `pairwise_kappa`), on items with >= 2 human
-verdicts (parsed, combined per human):
-  ceiling            human-human agreement as alpaca_eval computes it (leave-one-out): each human's
-                     verdict against the mode of the other humans on that item; when several
-                     verdicts share the mode, the credit is 1/(number of modes) if the human's verdict
-                     is one of them (the expectation of a random tie-break); averaged over all
-                     (human, item) comparisons
-  loo_agreement      the same credit for any annotator: humans against the others' mode; other
-                     annotators against the mode of the humans minus one, averaged over which human
-                     is left out (so an AI annotator is measured against as many humans as a human is)
-  fleiss_kappa       over the items rated by the most common number m >= 2 of humans (n_fleiss)
-  krippendorff_alpha nominal, over all items with >= 2 human ratings
-  pairwise kappa     Cohen's kappa for each two humans on the items both rated
-  `kinds` (default ("human",)) names the panel: kinds=("simulated-human",) computes the same figures
-  for the simulated raters of judges/simulated.py (the simulated human-human ceiling).
 """
 from __future__ import annotations
 
-from itertools import combinations
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from . import bias
 from .bootstrap import DEFAULT_N_BOOT, bootstrap_ci, bootstrap_mean_ci, bootstrap_ratio_ci
-from .reliability import (cohen_kappa, fleiss_kappa, kappa_from_confusion, krippendorff_alpha_nominal,
-                          macro_prf)
-
-VERDICT_SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5}
-DECISIVE = ("A", "B")
-CATS = ("A", "B", "tie")
-ALL = "(all)"
-UNPARSED_MODES = ("wrong", "tie", "drop")
-DEFAULT_MIN_LEN_DIFF = 30
+from .humans import human_loo_agreement, human_reliability, pairwise_kappa
+from .items import (ALL, CATS, DECISIVE, DEFAULT_MIN_LEN_DIFF, UNPARSED_MODES, VERDICT_SCORE, _human_counts,
+                    _plurality, human_majority, per_item_verdicts, with_all as _with_all)
+from .reliability import kappa_from_confusion, macro_prf
 
 AGREEMENT_COLUMNS = [
     "dataset", "subset", "annotator", "kind", "reference", "reference_used", "n", "agreement", "agreement_ci_low",
@@ -103,91 +66,6 @@ AGREEMENT_COLUMNS = [
     "macro_recall", "macro_f1", "macro_classes", "n_unparsed",
 ]
 
-
-def _prepare(frame: pd.DataFrame, unparsed: str) -> pd.DataFrame:
-    missing = {"item", "annotator", "verdict", "shown_order"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"label frame lacks columns {sorted(missing)}")
-    if unparsed not in UNPARSED_MODES:
-        raise ValueError(f"unparsed must be one of {UNPARSED_MODES}, got {unparsed!r}")
-    f = frame.copy()
-    defaults = {"kind": "unknown", "dataset": None, "subset": None, "p_a": np.nan, "len_a": np.nan,
-                "len_b": np.nan, "order_known": True}
-    for col, val in defaults.items():
-        if col not in f.columns:
-            f[col] = val
-    f["dataset"] = f["dataset"].fillna("(none)")
-    f["subset"] = f["subset"].fillna("(none)")
-    f["p_a"] = pd.to_numeric(f["p_a"], errors="coerce")
-    if "label_id" in f.columns:
-        f = f.sort_values("label_id", kind="stable")
-    if unparsed == "tie":
-        bad = f["verdict"] == "unparsed"
-        f.loc[bad, "verdict"] = "tie"
-        f.loc[bad, "p_a"] = np.nan
-    elif unparsed == "drop":
-        f = f[f["verdict"] != "unparsed"]
-    return f
-
-
-def per_item_verdicts(frame: pd.DataFrame, unparsed: str = "wrong", keep: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per (annotator, item): combined verdict, first verdict in each order (module docs).
-
-    Columns: annotator, item, kind, dataset, subset, verdict, value, v_AB, v_BA, n_labels, len_a,
-    len_b, order_known, and the first value of each column in `keep`.
-    """
-    f = _prepare(frame, unparsed)
-    keys = ["annotator", "item"]
-    if f.empty:
-        return pd.DataFrame(columns=keys + ["kind", "dataset", "subset", "verdict", "value", "v_AB", "v_BA",
-                                            "n_labels", "len_a", "len_b", "order_known", *keep])
-    usable = f["verdict"] != "unparsed"
-    f = f.assign(_usable=usable.astype(int), _score=f["verdict"].map(VERDICT_SCORE).where(usable, 0.0),
-                 _has_p=(usable & f["p_a"].notna()).astype(int), _p=f["p_a"].where(usable & f["p_a"].notna(), 0.0),
-                 _known=f["order_known"].astype(bool))
-    g = f.groupby(keys, sort=False)
-    out = g.agg(kind=("kind", "first"), dataset=("dataset", "first"), subset=("subset", "first"),
-                n_labels=("verdict", "size"), n_usable=("_usable", "sum"), n_p=("_has_p", "sum"),
-                sum_p=("_p", "sum"), sum_s=("_score", "sum"), len_a=("len_a", "first"), len_b=("len_b", "first"),
-                order_known=("_known", "all"), **{c: (c, "first") for c in keep})
-    with np.errstate(invalid="ignore", divide="ignore"):
-        use_p = (out["n_p"] == out["n_usable"]) & (out["n_usable"] > 0)
-        value = np.where(use_p, out["sum_p"] / out["n_p"].where(out["n_p"] > 0, 1),
-                         out["sum_s"] / out["n_usable"].where(out["n_usable"] > 0, 1))
-    value = np.where(out["n_usable"] > 0, value, np.nan)
-    out["value"] = value
-    out["verdict"] = np.select([out["n_usable"] == 0, value > 0.5, value < 0.5], ["unparsed", "A", "B"], "tie")
-    for order in ("AB", "BA"):
-        first = f[f["shown_order"] == order].groupby(keys, sort=False)["verdict"].first()
-        out[f"v_{order}"] = first.reindex(out.index)
-    # MT-Bench rule, as records.combine_orders: a verdict that flips with the order shown is a tie
-    decided = out["v_AB"].isin(["A", "B", "tie"]) & out["v_BA"].isin(["A", "B", "tie"])
-    flipped = decided & (out["v_AB"] != out["v_BA"]) & (out["verdict"] != "unparsed")
-    out.loc[flipped, "verdict"] = "tie"
-    out = out.drop(columns=["n_usable", "n_p", "sum_p", "sum_s"]).reset_index()
-    return out
-
-
-def _plurality(counts: np.ndarray) -> np.ndarray:
-    """Row-wise unique argmax over CATS as a verdict string, None when the top is shared or empty."""
-    top = counts.max(axis=1)
-    n_top = (counts == top[:, None]).sum(axis=1)
-    winner = np.array(CATS, dtype=object)[counts.argmax(axis=1)]
-    return np.where((top > 0) & (n_top == 1), winner, None)
-
-
-def _human_counts(items: pd.DataFrame) -> pd.DataFrame:
-    h = items[(items["kind"] == "human") & items["verdict"].isin(CATS)]
-    counts = h.groupby(["item", "verdict"]).size().unstack(fill_value=0)
-    return counts.reindex(columns=list(CATS), fill_value=0)
-
-
-def human_majority(items: pd.DataFrame) -> pd.DataFrame:
-    """Per item (rows of per_item_verdicts): the unique plurality of the human annotators' verdicts
-    (None where the top is shared) and how many human verdicts it came from."""
-    counts = _human_counts(items)
-    return pd.DataFrame({"item": counts.index, "verdict": _plurality(counts.to_numpy()),
-                         "n_votes": counts.sum(axis=1).to_numpy()})
 
 
 def reference_annotators(items: pd.DataFrame, reference: str) -> list[str]:
@@ -225,19 +103,6 @@ def attach_reference(items: pd.DataFrame, reference: str = "human-majority") -> 
     items["ref"] = items["ref"].astype(object).where(items["ref"].notna(), None)
     return items
 
-
-def _with_all(items: pd.DataFrame) -> pd.DataFrame:
-    """Append a copy of each dataset's rows under subset '(all)' when it has several subsets; a
-    dataset without subsets is shown as '(all)' too."""
-    n_sub = items.groupby("dataset")["subset"].nunique()
-    only_none = items["dataset"].map(n_sub).eq(1) & items["subset"].eq("(none)")
-    if only_none.any():
-        items = items.assign(subset=items["subset"].where(~only_none, ALL))
-    multi = n_sub[n_sub > 1].index
-    if len(multi) == 0:
-        return items
-    extra = items[items["dataset"].isin(multi)].assign(subset=ALL)
-    return pd.concat([items, extra], ignore_index=True)
 
 
 def _metrics(d: pd.DataFrame, min_len_diff: float, n_boot: int, seed: int, ci: float,
@@ -371,136 +236,6 @@ def agreement_table(frame: pd.DataFrame, reference: str = "human-majority", unpa
     return pd.DataFrame(rows, columns=AGREEMENT_COLUMNS)
 
 
-# -- humans -----------------------------------------------------------------------------------
-
-def _mode_credit(counts: np.ndarray, verdict_idx: np.ndarray) -> np.ndarray:
-    """Credit of a verdict against the mode of `counts` rows: 1/k if among the k modes, else 0."""
-    top = counts.max(axis=1)
-    is_mode = (counts == top[:, None]) & (top[:, None] > 0)
-    k = is_mode.sum(axis=1)
-    hit = is_mode[np.arange(len(counts)), verdict_idx]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(k > 0, hit / np.where(k > 0, k, 1), np.nan)
-
-
-def human_loo_agreement(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int = DEFAULT_N_BOOT,
-                        seed: int = 0, ci: float = 0.95, kinds: Sequence[str] = ("human",)) -> pd.DataFrame:
-    """alpaca_eval-style leave-one-out agreement of every annotator with the humans (module docs).
-
-    `kinds`: the annotator kinds that form the panel (default the humans; ("simulated-human",) for
-    the simulated raters of judges/simulated.py, measured the same way).
-    Columns: dataset, subset, annotator, kind, n_items, loo_agreement, ci_low, ci_high.
-    """
-    items = _with_all(per_item_verdicts(frame, unparsed))
-    cols = ["dataset", "subset", "annotator", "kind", "n_items", "loo_agreement", "ci_low", "ci_high"]
-    col = {v: i for i, v in enumerate(CATS)}
-    rows = []
-    for (ds, sub), g in items.groupby(["dataset", "subset"], sort=True):
-        hum = g[g["kind"].isin(kinds) & g["verdict"].isin(CATS)]
-        counts = hum.groupby(["item", "verdict"]).size().unstack(fill_value=0).reindex(columns=list(CATS), fill_value=0)
-        multi = counts[counts.sum(axis=1) >= 2]
-        if multi.empty:
-            continue
-        humans_by_item = hum[hum["item"].isin(multi.index)].groupby("item")["verdict"].apply(list)
-        for ann, d in g[g["item"].isin(multi.index)].groupby("annotator", sort=True):
-            is_human = d["kind"].isin(kinds).all()
-            credits = []
-            for item, verdict in zip(d["item"], d["verdict"]):
-                c = multi.loc[item].to_numpy(dtype=float)
-                vi = col.get(verdict)
-                if is_human:
-                    if vi is None:
-                        continue  # an unparsed human verdict is not part of the human panel
-                    others = c.copy()
-                    others[vi] -= 1
-                    credits.append(_mode_credit(others[None], np.array([vi]))[0])
-                else:
-                    per = []
-                    for left_out in humans_by_item[item]:
-                        others = c.copy()
-                        others[col[left_out]] -= 1
-                        per.append(0.0 if vi is None else _mode_credit(others[None], np.array([vi]))[0])
-                    credits.append(float(np.mean(per)))
-            credits = np.array([x for x in credits if not np.isnan(x)])
-            if credits.size == 0:
-                continue
-            lo, hi = bootstrap_mean_ci(credits, n_boot, seed, ci)
-            rows.append({"dataset": ds, "subset": sub, "annotator": ann, "kind": d["kind"].iloc[0],
-                         "n_items": int(credits.size), "loo_agreement": float(credits.mean()), "ci_low": lo,
-                         "ci_high": hi})
-    return pd.DataFrame(rows, columns=cols)
-
-
-def pairwise_kappa(frame: pd.DataFrame, unparsed: str = "wrong", kinds: Sequence[str] = ("human",)) -> pd.DataFrame:
-    """Cohen's kappa and raw agreement for each two annotators of the given kinds, per group.
-
-    Columns: dataset, subset, annotator_1, annotator_2, n, agreement, kappa.
-    """
-    items = _with_all(per_item_verdicts(frame, unparsed))
-    items = items[items["kind"].isin(kinds)]
-    cols = ["dataset", "subset", "annotator_1", "annotator_2", "n", "agreement", "kappa"]
-    rows = []
-    for (ds, sub), g in items.groupby(["dataset", "subset"], sort=True):
-        wide = g.pivot_table(index="item", columns="annotator", values="verdict", aggfunc="first")
-        for a1, a2 in combinations(sorted(wide.columns), 2):
-            both = wide[[a1, a2]].dropna()
-            if both.empty:
-                continue
-            rows.append({"dataset": ds, "subset": sub, "annotator_1": a1, "annotator_2": a2, "n": len(both),
-                         "agreement": float((both[a1] == both[a2]).mean()),
-                         "kappa": cohen_kappa(both[a1].tolist(), both[a2].tolist())})
-    return pd.DataFrame(rows, columns=cols)
-
-
-def human_reliability(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
-                      ci: float = 0.95, kinds: Sequence[str] = ("human",)) -> pd.DataFrame:
-    """Per group with >= 2 humans on some item: ceiling (LOO, alpaca_eval), Fleiss' kappa, Krippendorff's alpha.
-
-    `kinds`: which annotators count as the raters (default the humans only; ("simulated-human",)
-    gives the simulated human-human ceiling; n_humans then counts those raters).
-
-    Columns: dataset, subset, n_humans, n_items, ceiling, ceiling_ci_low, ceiling_ci_high, n_fleiss,
-    raters_fleiss, fleiss_kappa, krippendorff_alpha, pairwise_kappa_mean.
-    """
-    cols = ["dataset", "subset", "n_humans", "n_items", "ceiling", "ceiling_ci_low", "ceiling_ci_high", "n_fleiss",
-            "raters_fleiss", "fleiss_kappa", "krippendorff_alpha", "pairwise_kappa_mean"]
-    pk = pairwise_kappa(frame, unparsed, kinds)
-    items = _with_all(per_item_verdicts(frame, unparsed))
-    col = {v: i for i, v in enumerate(CATS)}
-    rows = []
-    for (ds, sub), g in items.groupby(["dataset", "subset"], sort=True):
-        hum = g[g["kind"].isin(kinds) & g["verdict"].isin(CATS)]
-        by_item = hum.groupby("item")["verdict"].apply(list)
-        by_item = by_item[by_item.apply(len) >= 2]
-        if by_item.empty:
-            continue
-        # the ceiling, per (human, item) comparison, so that it can be bootstrapped over items
-        per_item_credit, per_item_n = [], []
-        for verdicts in by_item:
-            c = np.bincount([col[v] for v in verdicts], minlength=3).astype(float)
-            credit = 0.0
-            for v in verdicts:
-                others = c.copy()
-                others[col[v]] -= 1
-                credit += _mode_credit(others[None], np.array([col[v]]))[0]
-            per_item_credit.append(credit)
-            per_item_n.append(len(verdicts))
-        num, den = np.array(per_item_credit), np.array(per_item_n, dtype=float)
-        lo, hi = bootstrap_ratio_ci(num, den, n_boot, seed, ci)
-        sizes = by_item.apply(len)
-        m = int(sizes.mode().max())
-        fl_items = by_item[sizes == m]
-        fl_counts = np.array([np.bincount([col[v] for v in vs], minlength=3) for vs in fl_items])
-        pk_g = pk[(pk["dataset"] == ds) & (pk["subset"] == sub)]
-        rows.append({"dataset": ds, "subset": sub, "n_humans": int(hum["annotator"].nunique()),
-                     "n_items": int(len(by_item)), "ceiling": float(num.sum() / den.sum()), "ceiling_ci_low": lo,
-                     "ceiling_ci_high": hi, "n_fleiss": int(len(fl_items)), "raters_fleiss": m,
-                     "fleiss_kappa": fleiss_kappa(fl_counts),
-                     "krippendorff_alpha": krippendorff_alpha_nominal(list(by_item)),
-                     "pairwise_kappa_mean": float(pk_g["kappa"].mean()) if len(pk_g) else np.nan})
-    return pd.DataFrame(rows, columns=cols)
-
-
 def bias_table(frame: pd.DataFrame, unparsed: str = "wrong", min_len_diff: float = DEFAULT_MIN_LEN_DIFF,
                n_boot: int = DEFAULT_N_BOOT, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
     """Position and length bias of every annotator, no reference needed.
@@ -533,5 +268,6 @@ def bias_table(frame: pd.DataFrame, unparsed: str = "wrong", min_len_diff: float
     return pd.DataFrame(rows, columns=cols)
 
 
-__all__ = ["AGREEMENT_COLUMNS", "agreement_table", "attach_reference", "bias_table", "human_loo_agreement",
+__all__ = ["ALL", "AGREEMENT_COLUMNS", "CATS", "DECISIVE", "DEFAULT_MIN_LEN_DIFF", "UNPARSED_MODES", "VERDICT_SCORE",
+           "agreement_table", "attach_reference", "bias_table", "human_loo_agreement", "human_majority",
            "human_reliability", "pairwise_kappa", "per_item_verdicts", "reference_annotators"]
