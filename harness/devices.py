@@ -39,6 +39,32 @@ def cpu_flags(path: str | Path = "/proc/cpuinfo") -> set[str]:
     return set()
 
 
+def cpu_model(path: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name (what `lscpu` prints as Model name), '' where /proc/cpuinfo has none."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return ""
+
+
+def machine(config: dict | None = None) -> dict:
+    """What every timing is stated with: CPU model, torch's dispatch level, native bf16 (and which flag),
+    cores and threads; with a run config, the dtypes `auto` resolves to for it (run_dtypes)."""
+    ok, why = cpu_native(torch.bfloat16)
+    out = {"cpu": cpu_model(), "cpu_capability": cpu_capability(), "bf16_native": ok, "bf16_why": why,
+           "cores": available_cores(), "threads": configure_threads()}
+    if config is not None:
+        d = run_dtypes(config)
+        out.update({role: d[role]["dtype"] for role in ("model", "sampling", "generate")},
+                   mixed_precision=d["mixed_precision"]["mode"])
+    return out
+
+
 def cpu_native(dtype: torch.dtype) -> tuple[bool, str]:
     """(True, why) when this CPU computes `dtype` natively; fp32 always is. Two signals: torch's
     dispatch level (AVX512 at least: the bf16 kernels need it) and the cpuinfo flags."""

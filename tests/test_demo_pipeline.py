@@ -54,10 +54,19 @@ def test_demo_prints_verdicts_head_to_head_sources_and_cards(tmp_path, tiny_mode
     words = summary[summary.index("=== in words"):]
     assert "policy contrasts resolved (95% CI of the win rate excludes 0.5):" in words
     assert "feedback sources against gold" in words
+    assert "== where the time went" in words and "machine: " in words and "bf16 native: " in words
 
     store = Store(home)
     [demo] = store.results("demo_summary")
     res = demo["result"]
+    # the timing table: one row per announced stage, in order, their seconds summing to the demo's own
+    stages = [t["stage"] for t in res["timings"]]
+    assert stages[1].startswith("sample pairs once") and [s for s in stages if s.startswith("arm ")] == [
+        "arm offline_human", "arm oaif_human", "arm offline_ai"]
+    assert sum(t["seconds"] for t in res["timings"]) == pytest.approx(res["seconds"], abs=1.0)
+    assert sum(t["share"] for t in res["timings"]) == pytest.approx(1.0, abs=0.01)
+    assert res["machine"]["model"] == "fp32"  # trained weights stay fp32 (master weights)
+    assert res["machine"]["mixed_precision"] == ("bf16" if res["machine"]["bf16_native"] else "no")
     assert [d["arm"] for d in res["design"]] == ["offline_human", "oaif_human", "offline_ai"]
     assert [(d["timing"], d["source"]) for d in res["design"]] == [("offline", "human"), ("oaif", "human"),
                                                                    ("offline", "ai")]

@@ -53,8 +53,22 @@ def print_summary(summary: dict, home) -> None:
     print("\n=== in words")
     for line in summary["findings"]:
         print(line)
+    print_timings(summary)
     print(f"\nOpen the dashboard on these results:\n  .venv/bin/harness --home {home} dashboard\n"
           f"(or: HARNESS_HOME={home} .venv/bin/streamlit run dashboards/app.py)")
+
+
+def print_timings(summary: dict) -> None:
+    """Where the time went (set-up is outside it) and the machine it went on: a timing means nothing
+    without the CPU and the dtypes that `auto` chose there."""
+    if summary.get("timings"):
+        emit(summary["timings"], "table", title=f"where the time went ({summary['seconds']:.0f} s, set-up excluded)")
+    m = summary.get("machine") or {}
+    if m:
+        print(f"machine: {m.get('cpu') or 'unknown CPU'}, {m['cores']} cores, {m['threads']} threads, torch "
+              f"{m['cpu_capability']}, bf16 native: {m['bf16_native']} ({m['bf16_why']}); dtypes: policy "
+              f"{m.get('model')}, sampling {m.get('sampling')}, eval generation {m.get('generate')}, "
+              f"mixed precision {m.get('mixed_precision')}")
 
 
 def run(args) -> int:

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..clock import StageClock
 from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrides, load_config, read_yaml_mapping
+from ..devices import machine  # the CPU and dtypes every timing is stated with
 from ..evaluation.summary import source_label
 from ..store import Store
 
@@ -207,8 +209,7 @@ MEANS = ("judge/p_first", "judge/consistency", "judge/prefers_shorter", "sample/
 def summed(metrics: list[dict]) -> dict:
     """Counts summed over steps, rates averaged over the steps that have them."""
     def count(m, k):
-        v = m.get(k)
-        return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else v
+        return 0.0 if (v := m.get(k)) is None or (isinstance(v, float) and math.isnan(v)) else v
 
     out = {k: int(sum(count(m, k) for m in metrics)) for k in SUMMED}
     for k in MEANS:
@@ -357,7 +358,7 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
     from ..evaluation.summary import demo_summary, judges_vs_gold, source_rows
     from ..evaluation.validity import card_line
 
-    t_start = time.perf_counter()
+    t_start, say = time.perf_counter(), StageClock(say)  # every announcement starts a timed stage
     demo, base = load_demo_config(config, overrides)
     group = f"{demo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     first = arm_config(base, "oaif", "x")
@@ -392,7 +393,7 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
         agreement = pandalm_agreement(demo, store, group)
     summary = demo_summary(demo, budget, first.data.task, group, arms, pairs, evaluation, kls, cards,
                            source_rows(demo.sources, pairs, arms), agreement, judges_vs_gold(evaluation))
-    summary["seconds"] = time.perf_counter() - t_start
+    summary.update(seconds=time.perf_counter() - t_start, timings=say.rows(), machine=machine(first.to_dict()))
     summary["judge_cards"] = {who: c.get("note") or card_line(c) for who, c in cards.items()}
     summary["result_id"] = store.add_result("demo_summary", summary, name=group,
                                             judge=demo.evaluation.judges[0], baseline="initial")
