@@ -1,7 +1,7 @@
-"""The LLM pairwise judge, configured as data: `judges/configs/<name>.yaml` + `judges/templates/<file>`.
+"""The LLM judge, configured as data: `judges/configs/<name>.yaml` + `judges/templates/<file>`.
 
 The task's rubric and an optional free-text instruction (the OAIF paper's controllability knob, e.g.
-"prefer the shorter response") are inserted into the prompt. Two modes:
+"prefer the shorter response") are inserted into the prompt. Two pairwise modes:
   logprob   one forward pass; the next-token probabilities of the two answer labels ("1"/"2" or
             "A"/"B") after `answer_prefix`, normalised to P(first shown better). No generation.
   generate  sample a verdict (optionally after reasoning) and parse it; what cannot be parsed is
@@ -10,9 +10,13 @@ The task's rubric and an optional free-text instruction (the OAIF paper's contro
 (records.combine_orders: verdicts that differ between the orders are a tie, MT-Bench's rule, in both
 modes alike) and the disagreement between the two are recorded (Judgement.consistent). `tie_band`
 applies to each order's p_a.
+A third mode, `score`, is pointwise (MT-Bench single-answer grading): each response is rated alone on
+`min_score..max_score` and a pair's verdict compares the two ratings; it lives in judges/pointwise.py
+(built from here: `mode: score` in the same config format, with a pointwise template).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
@@ -30,6 +34,9 @@ from .base import BOTH_ORDERS, error_label
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_FIELDS = {"rubric", "instruction", "prompt", "response_1", "response_2", "label_1", "label_2"}
 REQUIRED_FIELDS = {"prompt", "response_1", "response_2"}
+# a pointwise (mode score) template shows one response
+SCORE_TEMPLATE_FIELDS = {"rubric", "instruction", "prompt", "response", "min_score", "max_score"}
+SCORE_REQUIRED_FIELDS = {"prompt", "response"}
 DEFAULT_RUBRIC = "Pick the response that is more helpful, correct and follows the request better."
 
 
@@ -58,10 +65,20 @@ class LLMJudgeConfig:
     seed: int = 0
     verdict_regex: str | None = None  # generate mode: one group capturing a label or "tie"
     tie_band: float = 0.0  # |p - 0.5| <= tie_band is a tie
+    # mode score only (judges/pointwise.py); left out of the version of pairwise judges
+    score_from: str = "logprob"  # logprob: expected rating over the score tokens after answer_prefix; generate: parse [[N]]
+    min_score: int = 1
+    max_score: int = 10
+    score_regex: str | None = None  # score_from generate: one group capturing the rating (default [[N]], then [N])
 
 
 # Settings that change how fast or where a judge runs, not what it answers: not in the version hash.
 NOT_IN_VERSION = {"description", "both_orders", "batch_size", "device"}
+PAIRWISE_MODES = ("logprob", "generate")
+MODES = (*PAIRWISE_MODES, "score")
+SCORE_FROM = ("logprob", "generate")
+# the keys of mode score: not in a pairwise judge's version (adding them moved no existing label's cache key)
+SCORE_KEYS = ("score_from", "min_score", "max_score", "score_regex")
 
 
 def _validate(cfg: LLMJudgeConfig, where: str) -> None:
@@ -69,8 +86,9 @@ def _validate(cfg: LLMJudgeConfig, where: str) -> None:
         raise ConfigError(f"{where} {key}: {msg}")
 
     backend_spec(cfg.backend, where)
-    if cfg.mode not in ("logprob", "generate"):
-        bad("mode", f"{cfg.mode!r} is not one of logprob, generate")
+    if cfg.mode not in MODES:
+        bad("mode", f"{cfg.mode!r} is not one of {', '.join(MODES)}")
+    _validate_score(cfg, bad)
     if len(cfg.labels) != 2 or len(set(cfg.labels)) != 2 or not all(cfg.labels):
         bad("labels", f"needs two distinct non-empty labels, got {cfg.labels!r}")
     for key in ("max_prompt_tokens", "max_response_tokens", "batch_size", "max_new_tokens"):
@@ -82,13 +100,33 @@ def _validate(cfg: LLMJudgeConfig, where: str) -> None:
         bad("temperature", "must be >= 0")
     if "{instruction}" not in cfg.instruction_format:
         bad("instruction_format", "must contain {instruction}")
-    if cfg.verdict_regex is not None:
-        try:
-            rx = re.compile(cfg.verdict_regex)
-        except re.error as e:
-            bad("verdict_regex", f"invalid regular expression ({e})")
-        if rx.groups != 1:
-            bad("verdict_regex", "needs exactly one capturing group (the label or 'tie')")
+    _check_regex(cfg.verdict_regex, "verdict_regex", "the label or 'tie'", bad)
+
+
+def _check_regex(text: str | None, key: str, what: str, bad) -> None:
+    if text is None:
+        return
+    try:
+        rx = re.compile(text)
+    except re.error as e:
+        bad(key, f"invalid regular expression ({e})")
+    if rx.groups != 1:
+        bad(key, f"needs exactly one capturing group ({what})")
+
+
+def _validate_score(cfg: LLMJudgeConfig, bad) -> None:
+    """The keys of mode score; set in a pairwise config they are an error, not silence."""
+    if cfg.mode != "score":
+        default = LLMJudgeConfig()
+        for key in SCORE_KEYS:
+            if getattr(cfg, key) != getattr(default, key):
+                bad(key, f"only for mode: score (this judge's mode is {cfg.mode})")
+        return
+    if cfg.score_from not in SCORE_FROM:
+        bad("score_from", f"{cfg.score_from!r} is not one of {', '.join(SCORE_FROM)}")
+    if not 0 <= cfg.min_score < cfg.max_score <= 100:
+        bad("min_score", f"needs 0 <= min_score < max_score <= 100, got {cfg.min_score}..{cfg.max_score}")
+    _check_regex(cfg.score_regex, "score_regex", "the rating", bad)
 
 
 def read_llm_judge_config(data: dict, where: str) -> tuple[LLMJudgeConfig, dict]:
@@ -114,7 +152,9 @@ def read_llm_judge_config(data: dict, where: str) -> tuple[LLMJudgeConfig, dict]
     return cfg, options
 
 
-def read_template(name: str, where: str) -> tuple[Path, str]:
+def read_template(name: str, where: str, mode: str | None = None) -> tuple[Path, str]:
+    """(path, text) of a template, its fields checked for `mode` (None: pointwise when it shows
+    one {response}, else pairwise)."""
     path = Path(name) if ("/" in name) else TEMPLATE_DIR / name
     if not path.exists():
         raise ConfigError(f"{where} template: {path} not found")
@@ -123,12 +163,16 @@ def read_template(name: str, where: str) -> tuple[Path, str]:
         fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
     except ValueError as e:
         raise ConfigError(f"{path}: bad template ({e}); write literal braces as {{{{ and }}}}") from None
-    unknown = fields - TEMPLATE_FIELDS
+    pointwise = mode == "score" if mode is not None else "response" in fields
+    known, required = ((SCORE_TEMPLATE_FIELDS, SCORE_REQUIRED_FIELDS) if pointwise
+                       else (TEMPLATE_FIELDS, REQUIRED_FIELDS))
+    kind = "a pointwise (mode score)" if pointwise else "a pairwise"
+    unknown = fields - known
     if unknown:
-        raise ConfigError(f"{path}: unknown template field(s) {sorted(unknown)}; known: {sorted(TEMPLATE_FIELDS)}")
-    missing = REQUIRED_FIELDS - fields
+        raise ConfigError(f"{path}: unknown field(s) {sorted(unknown)} for {kind} template; known: {sorted(known)}")
+    missing = required - fields
     if missing:
-        raise ConfigError(f"{path}: template lacks {sorted(missing)}")
+        raise ConfigError(f"{path}: {kind} template lacks {sorted(missing)}")
     return path, text
 
 
@@ -163,6 +207,11 @@ def _alternatives(labels: Sequence[str]) -> re.Pattern:
     a, b = labels
     pair = r"(?<![\w])(?:{0}\s*(?:\bor\b|/)\s*{1}|{1}\s*(?:\bor\b|/)\s*{0})(?![\w])".format(one(a), one(b))
     return re.compile(pair, re.IGNORECASE)
+
+
+def hedged(text: str) -> bool:
+    """A hedge anywhere ("cannot tell", "not sure", "hard to say", "either way")."""
+    return bool(_HEDGE.search(text))
 
 
 def ambiguous(text: str, labels: Sequence[str]) -> bool:
@@ -201,6 +250,33 @@ def _to_canonical(which: str, order: str) -> str:
 
 
 # -- the judge ---------------------------------------------------------------------------------------
+def judge_annotator(name: str, cfg: LLMJudgeConfig, template_text: str, template_path: Path, rubric: str, backend,
+                    mode_overridden: bool = False, options=None) -> Annotator:
+    """The Annotator of an LLM judge (pairwise or pointwise): version = hash of what changes its answers
+    (config less NOT_IN_VERSION, mode included; the template text; the rubric; the resolved dtype)."""
+    d = asdict(cfg)
+    drop = NOT_IN_VERSION | (set(SCORE_KEYS) if cfg.mode in PAIRWISE_MODES else set())
+    semantic = {k: v for k, v in d.items() if k not in drop}
+    spec = backend_spec(cfg.backend, f"judge {name}:")
+    if spec.options is not None:
+        # only the chosen backend's section is in the version, less what changes speed, not answers
+        # (so a new backend, or a new speed option, moves no existing label's cache key)
+        d[cfg.backend] = asdict(options if options is not None else spec.options())
+        semantic[cfg.backend] = {k: v for k, v in d[cfg.backend].items() if k not in spec.not_in_version}
+    # the RESOLVED dtype (labels made in bf16 and in fp32 never share a cache entry); `auto` that
+    # resolves to bf16 hashes as the explicit bf16 configs did before. A backend computing
+    # elsewhere (http) sets the dtype it has always hashed.
+    semantic["dtype"] = getattr(backend, "dtype", None) or cfg.dtype
+    version = content_hash(semantic, template_text, rubric, n=12)
+    ann_id = name
+    if mode_overridden:
+        ann_id += f"/{cfg.mode}"
+    if cfg.instruction:
+        ann_id += f"+instr-{content_hash(cfg.instruction, n=6)}"
+    return Annotator(kind="llm", id=ann_id, version=version,
+                     config={**d, "template_file": str(template_path.name), "rubric": rubric})
+
+
 class LLMJudge:
     def __init__(self, name: str, cfg: LLMJudgeConfig, template_text: str, template_path: Path, rubric: str,
                  backend, mode_overridden: bool = False, options=None):
@@ -208,26 +284,8 @@ class LLMJudge:
         self.name, self.cfg, self.template, self.rubric, self.backend = name, cfg, template_text, rubric, backend
         self.orders = BOTH_ORDERS if cfg.both_orders else ("AB",)
         self.tie_band = cfg.tie_band
-        d = asdict(cfg)
-        semantic = {k: v for k, v in d.items() if k not in NOT_IN_VERSION}
-        spec = backend_spec(cfg.backend, f"judge {name}:")
-        if spec.options is not None:
-            # only the chosen backend's section is in the version, less what changes speed, not answers
-            # (so a new backend, or a new speed option, moves no existing label's cache key)
-            d[cfg.backend] = asdict(options if options is not None else spec.options())
-            semantic[cfg.backend] = {k: v for k, v in d[cfg.backend].items() if k not in spec.not_in_version}
-        # the RESOLVED dtype (labels made in bf16 and in fp32 never share a cache entry); `auto` that
-        # resolves to bf16 hashes as the explicit bf16 configs did before. A backend computing
-        # elsewhere (http) sets the dtype it has always hashed.
-        semantic["dtype"] = getattr(backend, "dtype", None) or cfg.dtype
-        version = content_hash(semantic, template_text, rubric, n=12)
-        ann_id = name
-        if mode_overridden:
-            ann_id += f"/{cfg.mode}"
-        if cfg.instruction:
-            ann_id += f"+instr-{content_hash(cfg.instruction, n=6)}"
-        self.annotator = Annotator(kind="llm", id=ann_id, version=version,
-                                   config={**d, "template_file": str(template_path.name), "rubric": rubric})
+        self.annotator = judge_annotator(name, cfg, template_text, template_path, rubric, backend, mode_overridden,
+                                         options)
 
     def build_prompt(self, pair: Pair, order: str) -> Prompt:
         cfg = self.cfg
@@ -318,9 +376,18 @@ def build_llm_judge(name: str, data: dict, path: Path, ref: JudgeRef | None = No
     if device is not None:
         cfg.device = device
     _validate(cfg, where)
-    template_path, template_text = read_template(cfg.template, where)
+    template_path, template_text = read_template(cfg.template, where, cfg.mode)
+    if cfg.mode in OTHER_MODES:
+        module, factory = OTHER_MODES[cfg.mode]
+        build = getattr(importlib.import_module(module), factory)
+        return build(name, cfg, options, template_path, template_text, where, home, rubric, mode_overridden)
     backend = make_backend(cfg, options.get(cfg.backend), where, home)
     if cfg.mode == "logprob":
         backend.check_labels(list(cfg.labels), where)
     return LLMJudge(name, cfg, template_text, template_path, rubric or cfg.rubric or DEFAULT_RUBRIC, backend,
                     mode_overridden, options.get(cfg.backend))
+
+
+# mode -> (module, factory) of the judges built elsewhere; imported on use, as judges.registry does
+# (judges/pointwise.py imports this module)
+OTHER_MODES = {"score": ("judges.pointwise", "build_score_judge")}

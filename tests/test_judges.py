@@ -315,7 +315,7 @@ def test_shipped_configs_are_valid_yaml_with_known_keys():
             continue
         cfg, _ = read_llm_judge_config(data, f"{p}:")
         read_template(cfg.template, f"{p}:")
-        assert dataclasses.asdict(cfg)["mode"] in ("logprob", "generate")
+        assert dataclasses.asdict(cfg)["mode"] in ("logprob", "generate", "score")
 
 
 # -- harness judge -------------------------------------------------------------------------------------

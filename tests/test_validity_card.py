@@ -192,3 +192,38 @@ def test_a_judge_that_cannot_answer_is_not_measured_never_zero(store, shared_dat
     ref_judge.needs_reference = True
     card = judge_card(store, ref_judge, n_pairs=8, datasets={"pandalm": str(PANDALM)})
     assert ref_judge.asked == 0 and card["agreement"] == {} and "reference answers" in card["skipped"]["pandalm"]
+
+
+def test_several_cards_side_by_side(tmp_path, capsys, shared_data):
+    """`harness validity --judge A B`: both cards on the same pairs, one column each. rule:longer and
+    rule:shorter give opposite verdicts wherever the lengths differ (and both tie elsewhere), so
+    their agreements add up to the pairs of different length."""
+    from harness.cli import main
+    from harness.evaluation.validity import compare_rows
+
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "validity", "--judge", "rule:longer", "rule:shorter", "--n-pairs", "6"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("validity: position consistency") == 2 and "judge validity cards side by side" in out
+    assert main(["--home", str(home), "--format", "json", "validity", "--judge", "rule:longer", "rule:shorter",
+                 "--n-pairs", "6"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    longer, shorter = got["cards"]
+    for name in ("pandalm", "llmbar"):
+        a, b = longer["agreement"][name], shorter["agreement"][name]
+        assert a["items"] == b["items"]  # the same pairs
+        assert a["with_ties"]["count"] + b["with_ties"]["count"] == a["no_ties"]["n"] == b["no_ties"]["n"]
+    rows = {(r["figure"], r["dataset"]): r for r in got["side_by_side"]}
+    col_l = f"rule:longer@{longer['annotator_version']}"
+    col_s = f"rule:shorter@{shorter['annotator_version']}"
+    assert rows[("P(longer)", "pooled")][col_l].startswith("1.00 [") and rows[("P(longer)", "pooled")][col_s].startswith("0.00 [")
+    fig = longer["agreement"]["llmbar"]["with_ties"]
+    assert rows[("agreement vs gold (LLMBar)", "llmbar")][col_l] == \
+        f"{fig['value']:.2f} [{fig['ci_low']:.2f}, {fig['ci_high']:.2f}] n={fig['n']}"
+    assert rows[("pointwise", "")][col_l] == "no"
+    # a dataset one card lacks is n/a in its column; the same judge twice is refused
+    partial = {**shorter, "agreement": {"pandalm": shorter["agreement"]["pandalm"]}}
+    rows = {(r["figure"], r["dataset"]): r for r in compare_rows([longer, partial])}
+    assert rows[("agreement vs gold (LLMBar)", "llmbar")][col_s] == "n/a (n=0)"
+    with pytest.raises(ValueError, match="the same judge twice"):
+        compare_rows([longer, longer])

@@ -19,6 +19,11 @@ ci_high, method}, over the held-out human-labelled pairs below, every pair asked
 
 CIs: 95% Wilson score intervals (statsmodels `proportion_confint(method="wilson")`).
 
+A pointwise judge (`mode: score`, judges/pointwise.py: each response rated alone) is asked in both
+orders like any other: its two orders get the same ratings (cached, so the second costs nothing), so
+its position consistency is 1 and its P(first) 0.5 by construction; the card measures them anyway
+(`card["pointwise"]` says which kind it is). `compare_rows` puts several cards side by side.
+
 Pairs: PandaLM's test set (reference: the plurality of its three human annotators; items whose top
 count is shared or is a tie are left out) and LLMBar's Natural + Adversarial subsets (reference: the
 benchmark's expert gold label, "gold (LLMBar)"). They are imported into the store when missing
@@ -245,7 +250,8 @@ def judge_card(store, judge, home=None, *, n_pairs: int = 32, datasets: dict[str
         all_j += js
     card = {"annotator_id": ann.id, "annotator_kind": ann.kind, "annotator_version": ann.version,
             "key": key, "card_version": CARD_VERSION, "n_pairs": n_pairs, "seed": SEED,
-            "orders": list(BOTH_ORDERS), **figures(all_j), "agreement": agree, "skipped": skipped,
+            "orders": list(BOTH_ORDERS), "pointwise": bool(getattr(judge, "pointwise", False)),
+            **figures(all_j), "agreement": agree, "skipped": skipped,
             "created_at": time.time()}
     rid = store.add_result(KIND, card, name=ann.id, judge=ann.id, baseline=ann.version)
     return {**card, "result_id": rid}
@@ -267,6 +273,8 @@ def card_line(card: dict) -> str:
                                              ("p_first", "P(first shown)"), ("p_longer", "P(longer)")))
     parts = [f"{name} vs {a['reference']}: {_fmt(a['with_ties'], 'agreement')}, "
              f"{_fmt(a['no_ties'], 'without judge ties')}" for name, a in card.get("agreement", {}).items()]
+    if card.get("pointwise"):
+        head += " (pointwise: each response rated alone, so both orders get the same ratings)"
     lines = [head]
     if parts:
         lines.append("  " + "; ".join(parts))
@@ -287,6 +295,33 @@ def card_rows(card: dict) -> list[dict]:
     for name, a in card.get("agreement", {}).items():
         rows.append(row("agreement", a.get("with_ties"), name, a.get("reference")))
         rows.append(row("agreement_no_ties", a.get("no_ties"), name, a.get("reference")))
+    return rows
+
+
+def _cell(fig: dict | None) -> str:
+    if not fig or fig.get("value") is None:
+        return f"n/a (n={fig.get('n', 0) if fig else 0})"
+    return f"{fig['value']:.2f} [{fig['ci_low']:.2f}, {fig['ci_high']:.2f}] n={fig['n']}"
+
+
+def compare_rows(cards: list[dict]) -> list[dict]:
+    """Several cards side by side: one row per figure (and dataset), one column per judge holding
+    "value [95% CI] n=..."; a figure a card lacks (a dataset it skipped) is n/a."""
+    names = [f"{c['annotator_id']}@{c['annotator_version']}" for c in cards]
+    if len(set(names)) != len(names):
+        raise ValueError(f"judge validity: the same judge twice in {names}")
+    datasets = list(dict.fromkeys(d for c in cards for d in c.get("agreement", {})))
+    rows = []
+    for figure, label in (("position_consistency", "position consistency"), ("p_first", "P(first shown)"),
+                          ("p_longer", "P(longer)")):
+        rows.append({"figure": label, "dataset": "pooled", **{n: _cell(c.get(figure)) for n, c in zip(names, cards)}})
+    for d in datasets:
+        ref = next(c["agreement"][d]["reference"] for c in cards if d in c.get("agreement", {}))
+        for key, label in (("with_ties", "agreement"), ("no_ties", "agreement, judge ties left out")):
+            rows.append({"figure": f"{label} vs {ref}", "dataset": d,
+                         **{n: _cell(c.get("agreement", {}).get(d, {}).get(key)) for n, c in zip(names, cards)}})
+    rows.append({"figure": "pointwise", "dataset": "",
+                 **{n: "yes" if c.get("pointwise") else "no" for n, c in zip(names, cards)}})
     return rows
 
 
@@ -315,5 +350,5 @@ def check_consistency(card: dict, min_consistency: float, allow_biased: bool, wh
     raise ConfigError(f"{problem}; set {where}.allow_biased=true to train with it anyway")
 
 
-__all__ = ["DATASETS", "KIND", "card_line", "card_rows", "check_consistency", "figures", "judge_card", "majority",
-           "select", "wilson"]
+__all__ = ["DATASETS", "KIND", "card_line", "card_rows", "check_consistency", "compare_rows", "figures", "judge_card",
+           "majority", "select", "wilson"]
