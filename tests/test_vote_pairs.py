@@ -51,10 +51,13 @@ def test_canonical_turns_swapped_records_into_one_comparison():
     f = canonical(hand_frame())
     c1 = f[f["prompt_key"] == "q1"]
     assert c1["item"].nunique() == 1
-    gpt = c1[c1["annotator"] == "mt:gpt-4/pair-v2"].iloc[0]
-    assert (gpt["verdict"], gpt["policy_a"], gpt["policy_b"], gpt["shown_order"]) == ("A", "m1", "m2", "BA")
-    assert (gpt["len_a"], gpt["len_b"]) == (20, 10)
-    assert c1.loc[c1["annotator"] == "mt:expert_3", "verdict"].item() == "B"
+    # the comparison keeps its first label's order (GPT-4's, m2 first); the others are turned around
+    assert set(zip(c1["policy_a"], c1["policy_b"])) == {("m2", "m1")}
+    e1 = c1[c1["annotator"] == "mt:expert_1"].iloc[0]
+    assert (e1["verdict"], e1["shown_order"], e1["len_a"], e1["len_b"], e1["flipped"]) == ("B", "BA", 20, 10, True)
+    assert c1.loc[c1["annotator"] == "mt:gpt-4/pair-v2", "verdict"].item() == "B"
+    assert c1.loc[c1["annotator"] == "mt:expert_3", "verdict"].item() == "A"  # listed (m2, m1) already
+    assert c1.loc[c1["annotator"] == "mt:expert_2", "verdict"].item() == "tie"
 
 
 def test_hand_worked_example_experts_only():

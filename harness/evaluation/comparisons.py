@@ -2,11 +2,13 @@
 
 `canonical(frame)`: a label frame (items.py) whose `item` becomes the comparison key of FastChat's
 compute_agreement.py: (dataset, subset, question, the two policies sorted). A label whose pair lists
-the policies the other way round is turned around (verdict A<->B, shown_order AB<->BA, p_a -> 1-p_a,
-len_a<->len_b, list_a<->list_b, policy_a<->policy_b), as FastChat's `revert` does with a swapped
-vote. `question` is the column `prompt_key` where present (the pair's prompt, `add_features`), else
-the item. Rows without both policies keep their item: without policies there is no order to undo.
-The original item stays in column `source_item`.
+the policies the other way round from the comparison's first label (label_id order) is turned around
+(verdict A<->B, shown_order AB<->BA, p_a -> 1-p_a, len_a<->len_b, list_a<->list_b, policy_a<->policy_b),
+as FastChat's `revert` does with a swapped vote. The first label's order (not the sorted one) is kept
+so that data without swapped records keeps its own orientation: alpaca_eval's tie-break between
+modes depends on it (alpaca_metrics.random_mode). `question` is the column `prompt_key` where present
+(the pair's prompt, `add_features`), else the item. Rows without both policies keep their item:
+without policies there is no order to undo. The original item stays in column `source_item`; `flipped` says which labels were turned.
 
 `add_features(labels, store, dataset)`: joins to a `frames.label_frame` (by label_id) what it lacks:
   latency_s, tokens_in, tokens_out, cost   the label's own (store columns; None for imported labels)
@@ -65,25 +67,28 @@ def _has(frame: pd.DataFrame, col: str) -> pd.Series:
 
 
 def canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame keyed by comparison, each label turned to the sorted order of its policies (docstring)."""
+    """The frame keyed by comparison, each label turned to the order of its comparison's first label (docstring)."""
     f = frame.copy()
     f["source_item"] = f["item"]
+    f["flipped"] = False
     if f.empty:
         return f
     named = (_has(f, "policy_a") & _has(f, "policy_b")).to_numpy()
     if not named.any():
         return f
-    pa, pb = f["policy_a"].astype(object).to_numpy(), f["policy_b"].astype(object).to_numpy()
-    flip = named & np.array([str(a) > str(b) for a, b in zip(pa, pb)])
+    pa, pb = f["policy_a"].astype(str).to_numpy(), f["policy_b"].astype(str).to_numpy()
     question = f["prompt_key"].where(_has(f, "prompt_key"), f["item"]) if "prompt_key" in f else f["item"]
-    lo = np.where(flip, pb, pa)
-    hi = np.where(flip, pa, pb)
     ds = f["dataset"].fillna("(none)") if "dataset" in f else pd.Series("(none)", index=f.index)
     sub = f["subset"].fillna("(none)") if "subset" in f else pd.Series("(none)", index=f.index)
-    key = ds.astype(str) + "|" + sub.astype(str) + "|" + question.astype(str) + "|" + pd.Series(lo, index=f.index
-                                                                                              ).astype(str)
-    key = key + "|" + pd.Series(hi, index=f.index).astype(str)
-    f["item"] = np.where(named, key, f["item"])
+    lo, hi = pd.Series(np.where(pa <= pb, pa, pb), index=f.index), pd.Series(np.where(pa <= pb, pb, pa), index=f.index)
+    key = (ds.astype(str) + "|" + sub.astype(str) + "|" + question.astype(str) + "|" + lo + "|" + hi).to_numpy()
+    key = np.where(named, key, f["item"].astype(str).to_numpy())
+    order = np.argsort(pd.to_numeric(f["label_id"], errors="coerce").to_numpy(), kind="stable") \
+        if "label_id" in f else np.arange(len(f))
+    first_a = pd.Series(pa[order], index=key[order]).groupby(level=0, sort=False).first()
+    flip = named & (pa != first_a.reindex(key).to_numpy())
+    f["item"] = key
+    f["flipped"] = flip
     f.loc[flip, "verdict"] = f.loc[flip, "verdict"].map(lambda v: _FLIP.get(v, v))
     f.loc[flip, "shown_order"] = f.loc[flip, "shown_order"].map(lambda v: _FLIP_ORDER.get(v, v))
     if "p_a" in f:

@@ -39,6 +39,29 @@ def _mode_credit(counts: np.ndarray, verdict_idx: np.ndarray) -> np.ndarray:
         return np.where(k > 0, hit / np.where(k > 0, k, 1), np.nan)
 
 
+def _credit_or_zero(counts: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """_mode_credit, 0 for an unparsed verdict (vi -1)."""
+    return np.where(vi >= 0, _mode_credit(counts, np.maximum(vi, 0)), 0.0)
+
+
+def _loo_credits(c: np.ndarray, vi: np.ndarray, is_human: bool) -> np.ndarray:
+    """Per row (item counts c over CATS, verdict index vi): a human against the others' mode; any other
+    annotator against the mode of the humans minus one, averaged over which human is left out
+    (each verdict class k is left out c[k] times)."""
+    rows = np.arange(len(c))
+    if is_human:
+        others = c.copy()
+        others[rows, vi] -= 1
+        return _mode_credit(others, vi)
+    acc = np.zeros(len(c))
+    for k in range(len(CATS)):
+        others = c.copy()
+        others[:, k] -= 1
+        with np.errstate(invalid="ignore"):
+            acc += np.where(c[:, k] > 0, c[:, k] * _credit_or_zero(others, vi), 0.0)
+    return acc / c.sum(axis=1)
+
+
 def human_loo_agreement(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int = DEFAULT_N_BOOT,
                         seed: int = 0, ci: float = 0.95, kinds: Sequence[str] = ("human",)) -> pd.DataFrame:
     """alpaca_eval-style leave-one-out agreement of every annotator with the humans (module docs).
@@ -57,26 +80,13 @@ def human_loo_agreement(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: in
         multi = counts[counts.sum(axis=1) >= 2]
         if multi.empty:
             continue
-        humans_by_item = hum[hum["item"].isin(multi.index)].groupby("item")["verdict"].apply(list)
         for ann, d in g[g["item"].isin(multi.index)].groupby("annotator", sort=True):
             is_human = d["kind"].isin(kinds).all()
-            credits = []
-            for item, verdict in zip(d["item"], d["verdict"]):
-                c = multi.loc[item].to_numpy(dtype=float)
-                vi = col.get(verdict)
-                if is_human:
-                    if vi is None:
-                        continue  # an unparsed human verdict is not part of the human panel
-                    others = c.copy()
-                    others[vi] -= 1
-                    credits.append(_mode_credit(others[None], np.array([vi]))[0])
-                else:
-                    per = []
-                    for left_out in humans_by_item[item]:
-                        others = c.copy()
-                        others[col[left_out]] -= 1
-                        per.append(0.0 if vi is None else _mode_credit(others[None], np.array([vi]))[0])
-                    credits.append(float(np.mean(per)))
+            if is_human:
+                d = d[d["verdict"].isin(CATS)]  # an unparsed human verdict is not part of the human panel
+            c = multi.reindex(d["item"]).to_numpy(dtype=float)
+            vi = d["verdict"].map(col).fillna(-1).to_numpy(dtype=int)
+            credits = _loo_credits(c, vi, is_human)
             credits = np.array([x for x in credits if not np.isnan(x)])
             if credits.size == 0:
                 continue
