@@ -153,7 +153,8 @@ def test_annotators_heatmap_table_ceiling_and_bias(store):
     at.selectbox(key="an_dataset").set_value("pandalm").run()
     assert not at.exception
     assert texts(at.header) == ["Agreement heatmap", "Agreement with the reference", "Human–human ceiling",
-                                "Position and length bias"]
+                                "Position and length bias", "Annotator table (alpaca_eval)", "Agreement by definition",
+                                "Cyclic triads and the Bradley–Terry fit"]
     # heatmap cell = share of PandaLM items where annotators 1 and 2 gave the same verdict
     a1, a2 = _item_verdicts(store, "pandalm:annotator1"), _item_verdicts(store, "pandalm:annotator2")
     expected = float((a1 == a2.reindex(a1.index)).mean())
@@ -181,9 +182,36 @@ def test_annotators_heatmap_table_ceiling_and_bias(store):
     assert bias.loc[("pandalm:gpt-3.5-turbo", "P(prefers longer)"), "value"] == pytest.approx(stored_bias["p_longer"])
     assert bias.loc[("pandalm:gpt-3.5-turbo", "P(prefers first shown)"), "value"] == pytest.approx(stored_bias["p_first"])
 
+    # issue #34: alpaca_eval's annotator table, agreement by definition (vote pairs first), triads, as stored
+    result = store.results("agreement")[-1]["result"]
+
+    def stored_row(key, **match):
+        return next(r for r in result[key] if r["dataset"] == "pandalm" and r["subset"] == "(all)"
+                    and all(r[k] == v for k, v in match.items()))
+
+    ann_table = at.dataframe[2].value.set_index("annotator")
+    assert {"humans", "always longer", "always shorter", "always first", "pandalm:gpt-3.5-turbo"} <= set(ann_table.index)
+    gpt = stored_row("annotator_table", annotator="pandalm:gpt-3.5-turbo")
+    for col in ("human_agreement", "loo_agreement", "spearman", "p_lists", "p_longer"):
+        assert ann_table.loc["pandalm:gpt-3.5-turbo", col] == pytest.approx(gpt[col])
+    assert ann_table.loc["always longer", "p_longer"] == 1.0
+    defs = at.dataframe[3].value
+    assert at.selectbox(key="an_definition").value == "vote-pairs"
+    vp = defs[(defs["annotator"] == "pandalm:gpt-3.5-turbo") & (defs["ties"] == "S1 (with ties)")]
+    assert vp["agreement"].item() == pytest.approx(stored_row("definitions", definition="vote-pairs",
+                                                              annotator="pandalm:gpt-3.5-turbo",
+                                                              ties="S1 (with ties)")["agreement"])
+    tri = at.dataframe[4].value.set_index("annotator")
+    stored_tri = stored_row("triads", annotator="pandalm:gpt-3.5-turbo")
+    assert tri.loc["pandalm:gpt-3.5-turbo", "n_triads"] == stored_tri["n_triads"] > 0
+    assert tri.loc["pandalm:gpt-3.5-turbo", "cyclic_rate"] == pytest.approx(stored_tri["cyclic_rate"])
+
     at.selectbox(key="an_dataset").set_value("llmbar").run()
     at.selectbox(key="an_subset").set_value("Natural").run()
     assert not at.exception
+    # LLMBar's pairs name no policies: no triads; its annotator table is there (against the gold)
+    assert "No annotator here judged pairs that name both policies." in texts(at.info)
+    assert "llmbar:GPT-4/Vanilla_NoRules" in set(at.dataframe[2].value["annotator"])
     bias = chart_data(at, 1)
     assert {"P(prefers first shown)", "P(prefers longer)"} <= set(bias["metric"])  # both orders were asked
     table = at.dataframe[1].value

@@ -1,6 +1,8 @@
 """`harness agreement`: every annotator against a reference, per dataset subset, plus position and
-length bias and human-human reliability. Definitions: harness/evaluation/agreement.py.
-Stores an `agreement` result (all tables) for the dashboards.
+length bias and human-human reliability (harness/evaluation/agreement.py), alpaca_eval's annotator
+table (annotator_table.py) and cyclic triads next to the Bradley-Terry fit (triads.py); `--definition`
+prints the named definitions of agreement (agreement_defs.py: majority, loo, MT-Bench's vote-pairs).
+Stores an `agreement` result (all tables: evaluation/agreement_bundle.py) for the dashboards.
 
 `--gold TASK` (a verifiable task): every annotator against the task's gold scorer instead, on pairs
 of a policy's own samples of the task's split (harness/evaluation/gold_pairs.py): accuracy vs gold,
@@ -10,6 +12,7 @@ ceiling, one table (harness/evaluation/gold_agreement.py), stored as a `gold_agr
 from __future__ import annotations
 
 from ..console import emit
+from ..evaluation.agreement_defs import DEFINITIONS
 from ..store import Store
 
 SHOWN = ["dataset", "subset", "annotator", "reference", "n", "agreement", "agreement_no_ties", "kappa", "acc_ab",
@@ -27,6 +30,9 @@ def add_arguments(p):
                         "rm:<run> or http-openai by name)")
     p.add_argument("--unparsed", choices=("wrong", "tie", "drop"), default="wrong",
                    help="unparsed verdicts: count as wrong (default), read as tie (PandaLM's script), or drop")
+    p.add_argument("--definition", nargs="+", choices=sorted(DEFINITIONS), default=None, metavar="NAME",
+                   help="also print these definitions of agreement, one table with n and CI: majority, loo, "
+                        "vote-pairs (MT-Bench's Table 5: S1/S2 per vote pair and subset); all are stored")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-len-diff", type=float, default=30, help="characters; shorter differences are not "
@@ -110,9 +116,52 @@ def run_gold(args, store) -> int:
     return 0
 
 
+ANNOTATOR_SHOWN = ["dataset", "subset", "annotator", "kind", "n_items", "n_humans", "human_agreement", "loo_agreement",
+                   "spearman", "pearson", "n_policies", "variance", "p_longer", "p_lists", "p_first", "seconds_per_1000",
+                   "cost_per_1000"]
+TRIADS_SHOWN = ["dataset", "subset", "annotator", "n_triads", "n_tied", "n_decided", "n_cyclic", "cyclic_rate",
+                "cyclic_ci_low", "cyclic_ci_high", "n_bt_votes", "bt_agreement", "bt_ci_low", "bt_ci_high"]
+DEFINITION_SHOWN = ["definition", "dataset", "subset", "annotator", "versus", "humans", "ties", "n", "agreement",
+                    "ci_low", "ci_high"]
+
+
+def _pooled(df):
+    """The '(all)' rows where a dataset has them (the per-subset rows are in --format json)."""
+    return df[df["subset"] == "(all)"] if (df["subset"] == "(all)").any() else df
+
+
+def print_new_tables(tables, definitions) -> None:
+    from ..evaluation.frames import to_records
+
+    if definitions:
+        d = tables["definitions"]
+        d = d[d["definition"].isin(definitions)]
+        print()
+        emit(to_records(d[DEFINITION_SHOWN]) if not d.empty else [], "table",
+             title=f"agreement by definition ({', '.join(definitions)}): S1 counts ties (ties must match), S2 leaves "
+                   "out whatever involves a tie; n = items (majority, loo) or vote pairs (vote-pairs); 95% bootstrap "
+                   "CI over items / comparisons")
+    at = tables["annotator_table"]
+    if not at.empty:
+        print()
+        emit(to_records(_pooled(at)[ANNOTATOR_SHOWN]), "table",
+             title="annotator table (alpaca_eval analyze_evaluators): human_agreement = alpaca_eval's (mode of n_humans "
+                   "votes, its tie-break, a tie earns 0.5); loo_agreement = leave-one-out; spearman/pearson = "
+                   "leaderboard vs humans'; variance = 1 - self-agreement on repeated labels; P(longer) > 30 chars, "
+                   "P(lists), P(first shown); seconds/cost per 1000 labels; CIs in --format json")
+    tr = tables["triads"]
+    if not tr.empty and (tr["n_triads"] > 0).any():
+        print()
+        emit(to_records(_pooled(tr[tr["n_triads"] > 0])[TRIADS_SHOWN]), "table",
+             title="cyclic triads (three policies on one prompt, all three pairs judged; 0.25 = coin flips) next to "
+                   "the Bradley-Terry fit's agreement (share of decided votes the fitted ranking predicts); 95% "
+                   "bootstrap CIs over prompts")
+
+
 def run(args) -> int:
+    from ..evaluation.agreement_bundle import agreement_bundle
+    from ..evaluation.comparisons import add_features
     from ..evaluation.frames import label_frame, to_records
-    from ..evaluation.reports import agreement_report
 
     store = Store(args.home)
     if args.gold:
@@ -121,7 +170,8 @@ def run(args) -> int:
     if labels.empty:
         where = f" of dataset {args.dataset!r}" if args.dataset else ""
         raise ValueError(f"no labels{where} in {store.db_path}; import some with `harness import-labels`")
-    tables = agreement_report(labels, args.reference, args.unparsed, args.annotators, args.n_boot, args.seed,
+    labels = add_features(labels, store, args.dataset)
+    tables = agreement_bundle(labels, args.reference, args.unparsed, args.annotators, args.n_boot, args.seed,
                               args.min_len_diff)
     result = {"reference": args.reference, "dataset": args.dataset, "unparsed": args.unparsed,
               "n_boot": args.n_boot, "min_len_diff": args.min_len_diff,
@@ -142,5 +192,6 @@ def run(args) -> int:
         print()
         emit(to_records(loo[loo["subset"] == "(all)"] if (loo["subset"] == "(all)").any() else loo), "table",
              title="leave-one-out agreement with the humans (comparable to the ceiling)")
+    print_new_tables(tables, args.definition)
     print(f"\nstored result #{result_id} (kind agreement)")
     return 0

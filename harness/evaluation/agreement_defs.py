@@ -68,7 +68,8 @@ def loo(labels: pd.DataFrame, tables: dict | None = None, **opts) -> pd.DataFram
 
 
 def vote_pairs(labels: pd.DataFrame, tables: dict | None = None, **opts) -> pd.DataFrame:
-    t = vote_pair_tables(labels, opts.get("unparsed", "wrong"), opts.get("n_boot", DEFAULT_N_BOOT), opts.get("seed", 0))
+    t = tables["vote_pairs"] if tables and "vote_pairs" in tables else vote_pair_tables(
+        labels, opts.get("unparsed", "wrong"), opts.get("n_boot", DEFAULT_N_BOOT), opts.get("seed", 0))
     hh = t["judge_1"] == HUMAN_VS_HUMAN
     return pd.DataFrame({"definition": "vote-pairs", "dataset": t["dataset"], "subset": t["subset"],
                          "annotator": t["judge_1"].where(~hh, POOLED_HUMANS), "kind": t["kind"],
@@ -78,7 +79,7 @@ def vote_pairs(labels: pd.DataFrame, tables: dict | None = None, **opts) -> pd.D
 
 
 # name -> function(labels, tables=None, **opts) -> DEF_COLUMNS rows; `tables`: an agreement_report bundle
-# already computed for these labels (majority and loo read it instead of recomputing)
+# already computed for these labels (majority and loo read it, vote-pairs its 'vote_pairs' if there)
 DEFINITIONS: dict[str, Callable[..., pd.DataFrame]] = {"majority": majority, "loo": loo, "vote-pairs": vote_pairs}
 
 
