@@ -11,11 +11,11 @@ label with its texts (`Store.labels_df()`), the "what users would use instead" o
 Writes bench/results/dashboard_pages.json.
 
     .venv/bin/python bench/dashboard_pages.py [--labels 100000] [--runs 20] [--steps 500] [--browser]
+    .venv/bin/python bench/dashboard_pages.py --smoke --out /tmp/pages.json   # the imports' store as is
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO.parent / "shared" / "data"
 PAGES = ["leaderboard", "training", "controllability", "annotators", "pair_browser", "label"]
 
@@ -157,7 +158,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--browser", action="store_true", help="also time page loads in headless chromium")
     ap.add_argument("--home", default=None, help="build the store here, or reuse the one there (default: a temp dir)")
+    ap.add_argument("--smoke", action="store_true", help="no extra label copies, 3 runs of 5 steps: the real imports only")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "dashboard_pages.json"))
     args = ap.parse_args()
+    if args.smoke:
+        args.labels, args.runs, args.steps = 0, 3, 5
     home = Path(args.home or tempfile.mkdtemp(prefix="dash_bench_"))
     if args.home and (home / "harness.db").exists():  # logging 10k metric steps takes minutes: reuse
         from harness.store import Store
@@ -172,11 +177,12 @@ def main() -> None:
     print("naive", result["naive"], flush=True)
     if args.browser:
         result["browser"] = browser_views(home)
+    from bench_common import machine, write_json
+
+    result["smoke"] = args.smoke
     result["host"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
-    out = REPO / "bench" / "results" / "dashboard_pages.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    result["machine"] = machine()
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,19 @@
 #
 # A CPU dry run of the same script (tiny settings, to check it before a device is lent):
 #   DEVICE=cpu ARCHS="smol135" STEPS=2 BATCH=2 TOKENS=8 SOURCE=... bash bench/gpu_check.sh
+#   bash bench/gpu_check.sh --dry-run   # the same with the 2-layer `tiny` arch, SOURCE = the embedded
+#                                       # model's dir: a minute on a CPU (tests/test_bench_smoke.py runs it)
 #
 #   1. mixed precision learns at lr 5e-7 (fp32 master weights + bf16 autocast), pure bf16 does not
 #   2. one OAIF step and one offline DPO step, timed, at the 135M and 1.7B architectures (random
 #      weights: they time code, not learning), with MFU (bench/step_report.py says how it is counted)
 #   3. a 2-GPU DDP run (configs/accelerate/ddp.yaml) when more than one GPU is visible
 set -uo pipefail
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+if [ "${1:-}" = --dry-run ]; then
+  DEVICE=cpu ARCHS=tiny STEPS=2 BATCH=2 TOKENS=8
+  SOURCE=${SOURCE:-$(python3 -c "from harness.models import resolve_model; print(resolve_model('smollm2-135m-instruct'))")} || exit 1
+fi
 SOURCE=${SOURCE:?set SOURCE to a SmolLM2-135M config+tokenizer dir}
 DEVICE=${DEVICE:-cuda}
 ARCHS=${ARCHS:-"smol135 smol1b7"}
@@ -22,7 +29,6 @@ STEPS=${STEPS:-4}
 BATCH=${BATCH:-16}
 TOKENS=${TOKENS:-64}
 WORK=${WORK:-/tmp/gpu-check}
-export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$WORK"
 H="python3 -m harness.cli --home $WORK/home"
 RULE=configs/oaif_quickstart_rule_shorter.yaml

@@ -13,7 +13,8 @@ largest absolute difference of the final weights.
 
 Prints one JSON line per case and a markdown table at the end; exits 1 when any case fails.
 
-    .venv/bin/python bench/kill_matrix.py [--work DIR] [--quick]
+    .venv/bin/python bench/kill_matrix.py [--work DIR] [--cases import judge oaif rloo] [--out FILE]
+    .venv/bin/python bench/kill_matrix.py --smoke --out /tmp/kill.json   # oaif only, 2 steps, one kill
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO.parent / "shared" / "data"
 RULE_CONFIG = REPO / "configs" / "oaif_quickstart_rule_shorter.yaml"
 RLOO_CONFIG = REPO / "configs" / "rloo_quickstart_cpu.yaml"
@@ -213,18 +215,20 @@ def tiny_model(work: Path) -> str:
     return make_tiny_llama(work / "tiny-llama", resolve_model("smollm2-135m-instruct"))
 
 
-def oaif_job(tiny: str, steps: int) -> Job:
+def oaif_job(tiny: str, steps: int, kill_steps=(1, 3, 5), smoke: bool = False) -> Job:
     kv = {"model.name": tiny, "train.steps": steps, "train.batch_size": 4, "train.lr": 1e-3,
           "train.checkpoint_every": 2, "sampling.max_new_tokens": 24}
+    if smoke:  # the annotator's validity card (labelled before training) on 4 pairs, not 32
+        kv["judge.validity_pairs"] = 4
     over = [f"{k}={v}" for k, v in kv.items()]
     q = "SELECT MAX(step) FROM labels WHERE run_id='x'"
     return Job("oaif", lambda resume: ["train", str(RULE_CONFIG), *over, *(["resume=true"] if resume else []),
                                        "--run-id", "x"],
-               lambda h: count(h, q), by_step(), lambda h: read(h, LABEL_ROW + " WHERE run_id='x'"),
+               lambda h: count(h, q), by_step(kill_steps), lambda h: read(h, LABEL_ROW + " WHERE run_id='x'"),
                weights=lambda h: latest_checkpoint(h, "x"))
 
 
-def rloo_job(tiny: str, steps: int) -> Job:
+def rloo_job(tiny: str, steps: int, kill_steps=(1, 3, 5)) -> Job:
     kv = {"model.name": tiny, "rl.reward_model": "rule:shorter", "train.steps": steps, "data.max_prompt_tokens": 32,
           "sampling.max_new_tokens": 12, "train.batch_size": 2, "train.lr": 1e-3, "train.checkpoint_every": 2}
     over = [f"{k}={v}" for k, v in kv.items()]
@@ -232,7 +236,7 @@ def rloo_job(tiny: str, steps: int) -> Job:
     rows = "SELECT step, sample_id, response, ROUND(reward, 6) FROM samples WHERE run_id='x'"
     return Job("rloo", lambda resume: ["train", str(RLOO_CONFIG), *over, *(["resume=true"] if resume else []),
                                        "--run-id", "x"],
-               lambda h: count(h, q), by_step(), lambda h: read(h, rows) + [("metric step",) + r for r in read(
+               lambda h: count(h, q), by_step(kill_steps), lambda h: read(h, rows) + [("metric step",) + r for r in read(
                    h, "SELECT step FROM metrics WHERE run_id='x' AND split='train'")],
                weights=lambda h: latest_checkpoint(h, "x"))
 
@@ -255,14 +259,19 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", default=["import", "judge", "oaif", "rloo"])
     ap.add_argument("--steps", type=int, default=6, help="training steps (kills after steps 1, 3, 5)")
     ap.add_argument("--judge-limit", type=int, default=12, help="pairs the judge case labels (both orders)")
+    ap.add_argument("--smoke", action="store_true", help="the oaif case only, 2 steps, killed once (after step 1)")
+    ap.add_argument("--out", default=None, help="also write the results as JSON here")
     args = ap.parse_args(argv)
+    kills = (1, 3, 5)
+    if args.smoke:
+        args.cases, args.steps, kills = ["oaif"], 2, (1,)
     tmp = None if args.work else tempfile.mkdtemp(prefix="kill_matrix_")
     work = Path(args.work or tmp)
     work.mkdir(parents=True, exist_ok=True)
     try:
         tiny = tiny_model(work) if {"oaif", "rloo"} & set(args.cases) else None
         makers = {"import": import_job, "judge": lambda: judge_job(work, args.judge_limit),
-                  "oaif": lambda: oaif_job(tiny, args.steps), "rloo": lambda: rloo_job(tiny, args.steps)}
+                  "oaif": lambda: oaif_job(tiny, args.steps, kills, args.smoke), "rloo": lambda: rloo_job(tiny, args.steps, kills)}
         results = []
         for name in args.cases:
             job = makers[name]()
@@ -272,6 +281,11 @@ def main(argv=None) -> int:
                 print(json.dumps(res), flush=True)
                 results.append(res)
         print(table(results))
+        if args.out:
+            from bench_common import machine, write_json
+
+            write_json(args.out, {"bench": "kill_matrix", "smoke": args.smoke, "steps": args.steps,
+                                  "cases": results, "all_ok": all(r["ok"] for r in results), "machine": machine()})
         return 0 if all(r["ok"] for r in results) else 1
     finally:
         if tmp:

@@ -7,7 +7,8 @@ no`) an AdamW update (~5e-7) is ~100x below half of bf16's spacing at 0.02 (~6e-
 Prints {"check": "mixed_precision", "changed": fraction of weights changed, ...}. Run it once per
 mode and process: accelerate fixes the mixed-precision mode once per process.
 
-    python bench/mixed_precision_check.py --weights float32 --mixed bf16 [--device cuda]
+    python bench/mixed_precision_check.py --weights float32 --mixed bf16 [--device cuda] [--out FILE]
+    python bench/mixed_precision_check.py --smoke --out /tmp/mp.json   # one step: seconds
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.config import load_config  # noqa: E402
 from harness.store import Store  # noqa: E402
@@ -72,14 +74,22 @@ def check(weights: str, mixed: str, device: str = "cpu", lr: float = 5e-7, steps
 
 
 def main(argv=None) -> None:
+    from bench_common import machine, write_json
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--mixed", default="bf16", choices=("no", "bf16", "fp16"))
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--lr", type=float, default=5e-7)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--home", default=None, help="store for the run (default: a temp dir)")
+    ap.add_argument("--smoke", action="store_true", help="one step (the check is seconds either way)")
+    ap.add_argument("--out", default=None, help="also write the JSON (with the machine) here")
     args = ap.parse_args(argv)
-    print(json.dumps(check(args.weights, args.mixed, args.device, args.lr, home=args.home)))
+    out = check(args.weights, args.mixed, args.device, args.lr, steps=1 if args.smoke else args.steps, home=args.home)
+    print(json.dumps(out), flush=True)  # the one JSON line gpu_check.sh collects
+    if args.out:
+        write_json(args.out, {**out, "smoke": args.smoke, "machine": machine()})
 
 
 if __name__ == "__main__":

@@ -10,14 +10,16 @@ The URL names a server; a fresh database is made on it for the run and dropped a
 the raters label is LLMBar + HH-RLHF harmless test (imported first); the concurrent import is PandaLM; the training run is
 `harness train configs/oaif_quickstart_rule_shorter.yaml` on a tiny model (rule annotator: the
 load is on the store, so the run writes steps rather than computes), a separate process stopped at
-the deadline. tests/test_store_load.py runs a short version.
+the deadline. tests/test_store_load.py runs a short version; `--smoke` a shorter one on SQLite (no
+--url): 2 raters for 3 s, LLMBar only, a 2-step training run let finish.
+
+    .venv/bin/python bench/store_load.py --smoke --out /tmp/load.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -29,6 +31,7 @@ from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO.parent / "shared" / "data"
 
 
@@ -160,8 +163,11 @@ def main() -> int:
     ap.add_argument("--url", default=os.environ.get("HARNESS_TEST_PG"), help="PostgreSQL server (a fresh database is made)")
     ap.add_argument("--raters", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--smoke", action="store_true", help="2 raters, 3 s, a 2-step training run: seconds")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "store_load.json"))
     args = ap.parse_args()
+    if args.smoke:
+        args.raters, args.seconds = 2, 3.0
     import tempfile
 
     home = Path(tempfile.mkdtemp(prefix="store-load-"))
@@ -173,18 +179,20 @@ def main() -> int:
         from tiny_llama import make_tiny_llama
 
         tiny = make_tiny_llama(home / "tiny", resolve_model("smollm2-135m-instruct"))
-        train = [str(REPO / "configs" / "oaif_quickstart_rule_shorter.yaml"), f"model.name={tiny}", "train.steps=100000",
+        steps = 2 if args.smoke else 100000  # smoke: a run that finishes (waited for); else stopped at the deadline
+        train = [str(REPO / "configs" / "oaif_quickstart_rule_shorter.yaml"), f"model.name={tiny}", f"train.steps={steps}",
                  "train.batch_size=4", "train.checkpoint_every=0", "sampling.max_new_tokens=8", "judge.validity_pairs=4"]
         # enough pairs that 20 raters do not run out within 60 s: LLMBar and HH-RLHF's harmless test split
         pool = [("llmbar", SHARED / "llmbar"), ("hh-rlhf", SHARED / "hh_rlhf_harmless_base_test" / "test.jsonl.gz")]
-        out = run_load(url, home, args.raters, args.seconds, train, SHARED / "pandalm_testset", pool)
+        out = run_load(url, home, args.raters, args.seconds, train, SHARED / "pandalm_testset", pool[:1] if args.smoke
+                       else pool, wait_for_training=args.smoke)
     finally:
         drop()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    out.update(cpu=cpu, cores=os.cpu_count(), time=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    from bench_common import machine, write_json
+
+    m = machine()
+    out.update(smoke=args.smoke, cpu=m["cpu_model"], cores=m["cores"], time=m["time"], machine=m)
+    write_json(args.out, out)
     print(json.dumps(out, indent=2))
     return 0 if out["lost"] == 0 and out["duplicated"] == 0 and out["write_errors"] == 0 else 1
 
