@@ -187,13 +187,13 @@ def synthetic(tmp_path_factory):
     store = Store(tmp / "home")
     import_labels(store, "mtbench-human", path)
     labels = add_features(label_frame(store), store)
-    return human, gpt4, vote_pair_agreement(labels, experts_only=True, n_boot=0)
+    return human, gpt4, vote_pair_agreement(labels, experts_only=True, n_boot=0), tmp / "home"
 
 
 @pytest.mark.parametrize("turn", [1, 2])
 @pytest.mark.parametrize("setup,ban", [("S1 (with ties)", []), ("S2 (without ties)", ["tie"])])
 def test_matches_fastchat_definition_on_a_synthetic_vote_file(synthetic, turn, setup, ban):
-    human, gpt4, table = synthetic
+    human, gpt4, table, _ = synthetic
     got = _row(table, "mtbench-human:gpt-4/pair-v2", setup, f"turn{turn}")
     assert (got["agree"], got["n"]) == fastchat_reference([human, gpt4], "gpt4-pair", "human", turn, ban)
     hh = _row(table, "human vs human", setup, f"turn{turn}")
@@ -202,7 +202,7 @@ def test_matches_fastchat_definition_on_a_synthetic_vote_file(synthetic, turn, s
 
 
 def test_pooled_subset_sums_the_turns(synthetic):
-    _, _, t = synthetic
+    _, _, t, _ = synthetic
     for judge in ("mtbench-human:gpt-4/pair-v2", "human vs human"):
         per_turn = sum(_row(t, judge, "S1 (with ties)", f"turn{k}")["n"] for k in (1, 2))
         assert _row(t, judge, "S1 (with ties)", "(all)")["n"] == per_turn
@@ -211,7 +211,7 @@ def test_pooled_subset_sums_the_turns(synthetic):
 def test_matches_fastchats_own_module_where_installed(synthetic):
     # fschat 0.2.36 (no dependencies needed for this module); the restatement above runs everywhere
     ca = pytest.importorskip("fastchat.llm_judge.compute_agreement")
-    human, gpt4, table = synthetic
+    human, gpt4, table, _ = synthetic
     data = ca.get_mt_bench_votes_data([human, gpt4])
     for turn in (1, 2):
         for setup, ban in (("S1 (with ties)", []), ("S2 (without ties)", ["tie"])):
@@ -237,3 +237,22 @@ def test_registry_names_and_one_table():
     with pytest.raises(ValueError, match="unknown agreement definition"):
         definitions_table(f, ["kappa"])
     assert np.isfinite(t["n"]).all()
+
+
+def test_agreement_command_prints_and_stores_vote_pairs(synthetic, capsys):
+    from harness.cli import main
+    from harness.store import Store
+
+    human, gpt4, _, home = synthetic
+    assert main(["--home", str(home), "agreement", "--definition", "vote-pairs", "--n-boot", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "== agreement by definition (vote-pairs)" in out and "== annotator table (alpaca_eval" in out
+    agree, total = fastchat_reference([human, gpt4], "gpt4-pair", "human", 1, [])
+    line = next(ln for ln in out.splitlines() if ln.startswith("vote-pairs") and "turn1" in ln
+                and "gpt-4/pair-v2" in ln and "expert_*" in ln and "S1" in ln)
+    assert f" {total} " in line and f"{agree / total:.4g}" in line
+    result = Store(home).results("agreement")[-1]["result"]
+    assert {"vote_pairs", "definitions", "annotator_table", "triads"} <= set(result)
+    assert {r["definition"] for r in result["definitions"]} == {"majority", "loo", "vote-pairs"}
+    with pytest.raises(SystemExit):  # argparse: not a registered definition
+        main(["--home", str(home), "agreement", "--definition", "kappa"])
