@@ -1,6 +1,7 @@
 """Where an LLM judge's model runs. Every backend offers the same three calls:
 
   logprob(prompts, labels, batch_size) -> [BackendResult(probs={label: p})]   one forward, no generation
+  (transformers also: logprob_then, two positions of one forward, for the pointwise judge's ratings)
   generate(prompts, max_new_tokens, temperature, top_p, seed, batch_size) -> [BackendResult(text=...)]
   truncate(text, n_tokens) -> text cut to about n tokens (marked " [...]")
 
@@ -111,28 +112,57 @@ class TransformersBackend:
             yield idx, {k: v.to(self.device) for k, v in enc.items()}
 
     def logprob(self, prompts: list[Prompt], labels: list[str], batch_size: int = 8) -> list[BackendResult]:
+        return [r for r, in self._logprob_last(self._texts(prompts), [labels], batch_size)]
+
+    def logprob_then(self, prompts: list[Prompt], labels: list[str], token: str, next_labels: list[str],
+                     batch_size: int = 8) -> list[tuple[BackendResult, BackendResult]]:
+        """(logprob of `labels` after each prompt, logprob of `next_labels` after prompt + `token`) from
+        ONE forward of prompt + token (the pointwise judge's two-token ratings: "1" then "0"). A prompt
+        whose tokens change when `token` is appended is asked in two forwards instead."""
+        texts = self._texts(prompts)
+        tid = self.tok.encode(token, add_special_tokens=False)
+        clean = [self.tok.encode(t + token, add_special_tokens=False) == self.tok.encode(t, add_special_tokens=False) + tid
+                 for t in texts]
+        out: list = [None] * len(texts)
+        one = [i for i, ok in enumerate(clean) if ok and len(tid) == 1]
+        for i, res in zip(one, self._logprob_last([texts[i] + token for i in one], [labels, next_labels], batch_size)):
+            out[i] = res
+        rest = [i for i in range(len(texts)) if out[i] is None]
+        if rest:
+            first = self._logprob_last([texts[i] for i in rest], [labels], batch_size)
+            second = self._logprob_last([texts[i] + token for i in rest], [next_labels], batch_size)
+            for i, (a,), (b,) in zip(rest, first, second):
+                out[i] = (a, b)
+        return out
+
+    def _logprob_last(self, texts: list[str], label_sets: list[list[str]], batch_size: int) -> list[tuple]:
+        """Per text, one BackendResult per label set: label_sets[-1] read at the last position,
+        label_sets[-2] one position earlier, and so on."""
         import torch
 
-        label_ids = [self.tok.encode(l, add_special_tokens=False)[0] for l in labels]
-        out: list[BackendResult | None] = [None] * len(prompts)
-        for idx, enc in self._batches(self._texts(prompts), batch_size):
+        k = len(label_sets)
+        ids = [[self.tok.encode(l, add_special_tokens=False)[0] for l in ls] for ls in label_sets]
+        out: list = [None] * len(texts)
+        for idx, enc in self._batches(texts, batch_size):
             t = time.perf_counter()
             mask = enc["attention_mask"]
             # positions count real tokens only, so a left-padded row sees the same positions as alone
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
                 hidden = self.model.get_decoder()(input_ids=enc["input_ids"], attention_mask=mask,
-                                                  position_ids=pos).last_hidden_state[:, -1]
-                logits = self._head_fp32(hidden)
-            probs = logits.softmax(-1)
+                                                  position_ids=pos).last_hidden_state[:, -k:]
+                probs = self._head_fp32(hidden).softmax(-1)
             top = probs.topk(3, dim=-1)
             dt = (time.perf_counter() - t) / len(idx)
             n_in = mask.sum(-1).tolist()
             for row, i in enumerate(idx):
-                out[i] = BackendResult(
-                    probs={l: probs[row, tid].item() for l, tid in zip(labels, label_ids)},
-                    top=[[self.tok.decode([j]), round(v, 4)] for v, j in zip(top.values[row].tolist(), top.indices[row].tolist())],
-                    tokens_in=int(n_in[row]), tokens_out=0, latency_s=dt)
+                out[i] = tuple(BackendResult(
+                    probs={l: probs[row, j, tid].item() for l, tid in zip(ls, lid)},
+                    top=[[self.tok.decode([x]), round(v, 4)] for v, x in zip(top.values[row, j].tolist(),
+                                                                             top.indices[row, j].tolist())],
+                    # the whole forward is on the first result: its cost is counted once
+                    tokens_in=int(n_in[row]) if j == 0 else 0, tokens_out=0, latency_s=dt if j == 0 else 0.0)
+                    for j, (ls, lid) in enumerate(zip(label_sets, ids)))
         return out
 
     def generate(self, prompts: list[Prompt], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,

@@ -7,10 +7,10 @@ Reading a rating (`score_from`):
   logprob   the EXPECTED rating from the next-token probabilities after `answer_prefix` (e.g.
             "Rating: [["): P(r) for every rating r on the scale, normalised over the scale; the
             label records the mass the scale got before normalising. A rating of two tokens
-            ("10" is "1","0" for SmolLM2's digit-splitting tokenizer) is read with a second pass
-            after prefix + its first token: P(10) = P("1") * P("0" | "1") and the rest of the "1"
-            mass, P("1") * (1 - P("0" | "1")), is the rating 1 (what follows a lone "1" is "]]").
-            A rating of three or more tokens is a config error.
+            ("10" is "1","0" for SmolLM2's digit-splitting tokenizer) is read after prefix + its
+            first token (the transformers backend reads both positions from one forward):
+            P(10) = P("1") * P("0" | "1"), and the rest of the "1" mass, P("1") * (1 - P("0" | "1")),
+            is the rating 1 (what follows a lone "1" is "]]"). Three tokens or more: a config error.
   generate  the rating written in the answer (prefix + generated text): "[[N]]" (FastChat's
             pattern), else "[N]"; a hedge ("not sure", "hard to say"), two different ratings, or
             one outside the scale is unparsed, never guessed.
@@ -204,10 +204,16 @@ class ScoreJudge:
             results = self.backend.generate(prompts, cfg.max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed,
                                             cfg.batch_size)
             return [self._read_text(r) for r in results]
-        first = self.backend.logprob(prompts, list(self.tokens.first), cfg.batch_size)
-        second = {t: self.backend.logprob([replace(pr, prefix=pr.prefix + t) for pr in prompts], list(conts),
-                                          cfg.batch_size)
-                  for t, conts in self.tokens.second.items()}
+        both = getattr(self.backend, "logprob_then", None)
+        if both is not None and len(self.tokens.second) == 1:  # "1" then "0": one forward of prefix + "1"
+            ((t, conts),) = self.tokens.second.items()
+            pairs = both(prompts, list(self.tokens.first), t, list(conts), cfg.batch_size)
+            first, second = [a for a, _ in pairs], {t: [b for _, b in pairs]}
+        else:
+            first = self.backend.logprob(prompts, list(self.tokens.first), cfg.batch_size)
+            second = {t: self.backend.logprob([replace(pr, prefix=pr.prefix + t) for pr in prompts], list(conts),
+                                              cfg.batch_size)
+                      for t, conts in self.tokens.second.items()}
         return [self._read_probs(first[i], {t: rs[i] for t, rs in second.items()}) for i in range(len(items))]
 
     @staticmethod

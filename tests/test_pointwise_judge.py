@@ -337,3 +337,23 @@ def test_oaif_step_with_a_pointwise_annotator(tmp_path, tiny_path, shared_data):
     m = store.metrics(["pw"])
     decided = int((labels["verdict"].isin(["A", "B"])).sum())
     assert (m["source/n_examples"] == decided).all() and (m["judge/skipped"] == 2 - decided).all()
+
+
+def test_one_forward_reads_the_same_probabilities_as_two(tiny_path):
+    """TransformersBackend.logprob_then (both positions of one forward of prompt + "1") against two
+    separate logprob calls, on a tiny random model; a prompt whose tokens merge with the appended
+    text ("hel" + "lo") is asked in two forwards and agrees too."""
+    from judges.backends import Prompt, TransformersBackend
+
+    backend = TransformersBackend(tiny_path, "fp32", "cpu")
+    msgs = [[{"role": "user", "content": f"Rate answer {i}: the cat sat on the mat " * (i + 1)}] for i in range(3)]
+    digits = [str(d) for d in range(1, 10)]
+    for prefix, token, nxt in (("Rating: [[", "1", ["0"]), ("Say hel", "lo", ["a", "b"])):
+        prompts = [Prompt(messages=m, prefix=prefix) for m in msgs]
+        both = backend.logprob_then(prompts, digits, token, nxt, batch_size=2)
+        first = backend.logprob(prompts, digits, batch_size=2)
+        second = backend.logprob([Prompt(messages=m, prefix=prefix + token) for m in msgs], nxt, batch_size=2)
+        for (a, b), f, s in zip(both, first, second):
+            assert a.probs == pytest.approx(f.probs, rel=1e-4, abs=1e-7)
+            assert b.probs == pytest.approx(s.probs, rel=1e-4, abs=1e-7)
+            assert a.tokens_in > 0
