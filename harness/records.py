@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 VERDICTS = ("A", "B", "tie", "unparsed")
@@ -53,6 +53,37 @@ class Pair:
     def pair_id(self) -> str:
         return content_hash(self.prompt, self.response_a, self.response_b)
 
+    @property
+    def swapped_id(self) -> str:
+        """The pair_id of the same comparison listed the other way round (B first)."""
+        return content_hash(self.prompt, self.response_b, self.response_a)
+
+
+# An imported comparison is one pair whichever order a record lists it in (issue 34): a record whose
+# pair is the swap of one already read or stored is put onto that pair, its label flipped by these.
+FLIP_VERDICT = {"A": "B", "B": "A", "tie": "tie", "unparsed": "unparsed"}
+FLIP_ORDER = {"AB": "BA", "BA": "AB"}
+SIDE_META = (("policy_a", "policy_b"), ("r_a", "r_b"))  # label meta keys that name response A / B
+
+
+def flip_meta(meta: dict, from_pair: str, to_pair: str) -> dict:
+    """A label's meta moved from pair `from_pair` to its swap `to_pair`: the side keys swapped, and
+    the old pair id inside `item`/`dedup` (items named by the pair, e.g. generic rows without a
+    record_id, summarize-feedback) replaced by the new one."""
+    m = dict(meta)
+    for a, b in SIDE_META:
+        if a in m or b in m:
+            m[a], m[b] = meta.get(b), meta.get(a)
+    for key in ("item", "dedup"):
+        if isinstance(m.get(key), str):
+            m[key] = m[key].replace(from_pair, to_pair)
+    return m
+
+
+def unordered_item(prefix: str, model_a: str, model_b: str) -> str:
+    """An item named by the two models compared, the same whichever a record lists first."""
+    return ":".join([prefix, *sorted((model_a, model_b))])
+
 
 @dataclass
 class Annotator:
@@ -90,6 +121,14 @@ class Label:
             raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
         if self.shown_order not in ORDERS:
             raise ValueError(f"shown_order {self.shown_order!r} is not one of {ORDERS}")
+
+
+def flip_label(label: "Label", to_pair: str) -> "Label":
+    """`label` of a pair, restated on its swap `to_pair`: verdict A<->B, p_a -> 1 - p_a, and the order
+    shown stays true (what was shown first is now response B: 'AB' -> 'BA')."""
+    return replace(label, pair_id=to_pair, verdict=FLIP_VERDICT[label.verdict],
+                   p_a=None if label.p_a is None else 1.0 - label.p_a, shown_order=FLIP_ORDER[label.shown_order],
+                   meta=flip_meta(label.meta, label.pair_id, to_pair))
 
 
 @dataclass

@@ -110,13 +110,13 @@ def test_store_of_the_previous_main_opens_and_migrates(tmp_path):
     home.mkdir()
     shutil.copy(REPO / "tests" / "fixtures" / "store_v1.db", home / "harness.db")
     store = Store(home)
-    assert SCHEMA_VERSION == 3 and store.meta("schema_version") == "3" and store.meta("migrated_from") == "1"
+    assert SCHEMA_VERSION == 4 and store.meta("schema_version") == "4" and store.meta("migrated_from") == "1"
     assert store.counts() == {"runs": 1, "pairs": 4, "labels": 7, "samples": 0, "results": 1, "metrics": 1}
     assert {r["annotator_id"] for r in store.query("SELECT annotator_id FROM labels")} == {"human:Ada", "judge"}
     R.add_rater(store, "Ada", "password-ada")  # the new tables work on the migrated file
     label = R.my_labels(store, "Ada")[0]["label_id"]
     assert R.change_label(store, label, "Ada", "B") and len(R.label_changes(store)) == 1
-    assert Store(home).meta("schema_version") == "3"  # opening again migrates nothing
+    assert Store(home).meta("schema_version") == "4"  # opening again migrates nothing
 
 
 def test_postgres_store_at_schema_1_migrates(tmp_path, pg_url):
@@ -131,5 +131,5 @@ def test_postgres_store_at_schema_1_migrates(tmp_path, pg_url):
         db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         db.execute("INSERT INTO pairs (pair_id, prompt, response_a, response_b, created_at) VALUES ('p1','q','a','b',0)")
     store = Store(tmp_path / "h", url=pg_url)
-    assert store.meta("schema_version") == "3" and store.meta("migrated_from") == "1"
+    assert store.meta("schema_version") == "4" and store.meta("migrated_from") == "1"
     assert store.counts()["pairs"] == 1 and R.raters(store) == []

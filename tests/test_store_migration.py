@@ -1,6 +1,7 @@
 """A store written by the previous main (tests/fixtures/store_prev_main/harness.db, made by its make.py
 with the code of 132c6f7, schema version 2) opens with today's code, migrates, and reads back every row
 the old code wrote with the same values; new writes work on it; a store newer than the code is refused."""
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -23,7 +24,8 @@ def prev_home(tmp_path):
 
 
 def test_migrations_are_an_ordered_registry():
-    assert SCHEMA_VERSION == 3 and sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))
+    assert SCHEMA_VERSION == 4 and sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1))
+    assert callable(MIGRATIONS[4])  # rows change (pair identity, issue 34): a function, not DDL
 
 
 def test_store_of_previous_main_migrates_and_reads_back(prev_home):
@@ -35,6 +37,9 @@ def test_store_of_previous_main_migrates_and_reads_back(prev_home):
     indexes = {r["name"] for r in store.query("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"labels_annotator_pair", "pairs_source", "results_run"} <= indexes  # migration 3
     assert store.counts() == {"runs": 2, "pairs": 5, "labels": 17, "samples": 2, "results": 1, "metrics": 5}
+    # migration 4 (tests/test_pair_identity.py) ran and found no pair stored in both orders here
+    assert json.loads(store.meta("migration_4")) == {"pairs_merged": 0, "labels_moved": 0, "items_renamed": 0,
+                                                     "labels_updated": 0}
 
     runs = {r["name"]: r for r in store.list_runs()}
     a, b = runs["prev-a"], runs["prev-b"]

@@ -12,7 +12,8 @@ Layout under the harness home (`--home`, `HARNESS_HOME`, default `./runs`):
 Every write is one transaction, so a killed process leaves no half-written row. Dashboards and
 reports read through this module and never touch the files or tables themselves.
 
-The package, by concern: schema.py (DDL, migrations), backends.py (SQLite, PostgreSQL), this file
+The package, by concern: schema.py (DDL, migrations; pair_identity.py is migration 4), keys.py (a
+label's cache and dedup keys), backends.py (SQLite, PostgreSQL), this file
 (the Store: connections, pairs, labels and the label cache), queries.py + filters.py (typed reads of
 pairs and labels), runs.py (runs, metrics, samples, results, run files), checkpoints.py, raters.py.
 """
@@ -28,10 +29,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ..records import Annotator, Label, Pair, content_hash
+from ..records import Annotator, Label, Pair
 from .backends import BackendError, open_backend
 from .checkpoints import OPTIMIZER_FILES, Checkpoints
 from .filters import LabelFilter, PairFilter
+from .keys import cache_key, dedup_key
 from .queries import PairLabelQueries
 from .runs import (RESERVED_NAMES, RUN_ID_RE, RunRecords, atomic_write_text, check_run_id,
                    environment_info)
@@ -51,7 +53,7 @@ def default_home() -> Path:
 
 def label_cache_key(annotator: Annotator, pair_id: str, shown_order: str) -> str:
     """Same annotator (id + version), same pair, same order -> same answer can be reused."""
-    return content_hash(annotator.id, annotator.version, pair_id, shown_order)
+    return cache_key(annotator.id, annotator.version, pair_id, shown_order)
 
 
 class Store(RunRecords, PairLabelQueries, Checkpoints):
@@ -175,8 +177,8 @@ class Store(RunRecords, PairLabelQueries, Checkpoints):
             " annotator_version, verdict, p_a, shown_order, raw_output, latency_s, tokens_in, tokens_out, cost,"
             " run_id, step, cached, meta_json, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(
-                content_hash(label_cache_key(l.annotator, l.pair_id, l.shown_order), l.run_id, l.step,
-                             l.meta.get("dedup", dedup_extra)),
+                dedup_key(label_cache_key(l.annotator, l.pair_id, l.shown_order), l.run_id, l.step,
+                          l.meta.get("dedup", dedup_extra)),
                 label_cache_key(l.annotator, l.pair_id, l.shown_order), l.pair_id, l.annotator.kind,
                 l.annotator.id, l.annotator.version, l.verdict, l.p_a, l.shown_order, l.raw_output,
                 l.latency_s, l.tokens_in, l.tokens_out, l.cost, l.run_id, l.step, int(l.cached),
@@ -184,6 +186,16 @@ class Store(RunRecords, PairLabelQueries, Checkpoints):
             ) for l in labels if _finite_p_a(l)],
         )
         return max(cur.rowcount, 0)  # rows inserted (an ignored duplicate counts 0), summed over the batch
+
+    def stored_pair_ids(self, pair_ids: Sequence[str], db) -> set[str]:
+        """Which of `pair_ids` are stored, read in the open transaction `db` (the importers look up
+        whether a record's pair is stored the other way round)."""
+        ids, found = list(dict.fromkeys(pair_ids)), set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            sql = f"SELECT pair_id FROM pairs WHERE pair_id IN ({','.join('?' * len(chunk))})"
+            found |= {r[0] for r in db.execute(sql, chunk).fetchall()}
+        return found
 
     def _query_in(self, sql: str, values: Sequence) -> list[dict]:
         """Rows of `sql`, whose `{marks}` is an IN list, over `values` in chunks (SQLite caps the

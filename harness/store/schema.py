@@ -1,15 +1,18 @@
 """The store's schema: the DDL of version 1 (_SCHEMA) and MIGRATIONS, the ordered registry
-version -> DDL that brings a store from the version before it. `migrate` creates a fresh store at
-SCHEMA_VERSION or applies each pending migration in order, recording schema_version and migrated_from
-in meta; a store newer than this code is refused."""
+version -> step that brings a store from the version before it: DDL text, or a function
+`step(backend, db)` where rows must change (4: pair_identity.merge_swapped_pairs). `migrate` creates a
+fresh store at SCHEMA_VERSION or applies each pending migration in order, recording schema_version and
+migrated_from in meta; a store newer than this code is refused."""
 from __future__ import annotations
+
+from .pair_identity import merge_swapped_pairs
 
 
 class StoreError(RuntimeError):
     pass
 
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,9 +64,8 @@ CREATE INDEX IF NOT EXISTS results_kind ON results(kind);
 """
 
 
-# version -> the DDL that brings a store from the version before it; a store of any older version is
-# migrated when it is opened (the base _SCHEMA is version 1). Every statement is idempotent, so two
-# processes opening an old store at once both succeed.
+# version -> the DDL (or function) that brings a store from the version before it; a store of any older
+# version is migrated when it is opened (the base _SCHEMA is version 1), under migrate()'s exclusive lock.
 MIGRATIONS = {
     2: """
 CREATE TABLE IF NOT EXISTS raters (
@@ -85,6 +87,9 @@ CREATE INDEX IF NOT EXISTS labels_annotator_pair ON labels(annotator_id, pair_id
 CREATE INDEX IF NOT EXISTS pairs_source ON pairs(source, dataset);
 CREATE INDEX IF NOT EXISTS results_run ON results(run_id);
 """,
+    # 4: one pair per imported comparison whichever order its records listed the responses in; the
+    # duplicate pairs of older imports merge, every label kept (pair_identity.py)
+    4: merge_swapped_pairs,
 }
 assert sorted(MIGRATIONS) == list(range(2, SCHEMA_VERSION + 1)), "one migration per version, in order"
 
@@ -115,7 +120,11 @@ def migrate(backend, db, where) -> None:
             return
         backend.script(db, backend.schema(_SCHEMA))
         for version in range((found or 1) + 1, SCHEMA_VERSION + 1):  # a fresh store has version 1 now
-            backend.script(db, backend.schema(MIGRATIONS[version]))
+            step = MIGRATIONS[version]
+            if callable(step):
+                step(backend, db)
+            else:
+                backend.script(db, backend.schema(step))
         if found is None:
             db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         else:

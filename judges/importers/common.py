@@ -8,7 +8,8 @@ field. Every label carries in its meta:
   item         what was compared, usually the record id: two source records with identical text
                share a pair_id but stay two items for the statistics (harness.evaluation.frames);
                votes of several annotators on one comparison (Arena, MT-Bench) share the item
-  record       only where one record is one vote: that record (for counting records and --limit)
+  record       only where one record is one vote: that record (for counting records and --limit); such
+               a vote listing a pair the other way round joins that pair (judges/importers/__init__.py)
   dataset, subset, policy_a, policy_b   the record's own, for the same reason
   order_known  False where the source does not say in which order the annotator saw the responses
 """

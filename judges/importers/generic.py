@@ -21,7 +21,9 @@ Optional columns:
   reference          reference answer
   raw_output         the annotator's raw output (default: the label)
 Each (annotator, item, shown_order) may occur once per file; that triple is also what makes a
-second import of the same file add nothing.
+second import of the same file add nothing. A row listing an earlier row's (or a stored pair's)
+responses the other way round is put onto that pair, its label restated (judges/importers/__init__.py):
+label, p_a, shown_order and policies swapped, and its default item is that pair's hash.
 """
 from __future__ import annotations
 

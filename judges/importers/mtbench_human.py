@@ -7,14 +7,17 @@ Pair: the conversations judged at `turn` (common.render_conversations: turn 1 is
 the two answers; turn 2 lists both questions and each model's two answers), policies model_a/b,
 dataset 'mt_bench_human', subset 'turn1'/'turn2'. Label: one per record, annotator
 `mtbench-human:<judge>`; kind llm for GPT-4 judges (judge containing 'gpt'), human otherwise. The
-order in which a judge saw the two models is not in the data (order_known False).
+order in which a judge saw the two models is not in the data (order_known False). The item is
+'mt_bench_human:<question_id>:<turn>:<model>:<model>', the two models sorted: records listing the
+same comparison with model_a/model_b swapped are one item, and one pair (read_labels puts a swapped
+record onto the pair first read, its verdict flipped: a vote for a model stays a vote for it).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterator
 
-from harness.records import Annotator, Pair
+from harness.records import Annotator, Pair, unordered_item
 
 from .common import Fields, iter_records, make_label, render_conversations
 
@@ -40,7 +43,9 @@ def read(path: str | Path, **_) -> Iterator:
         if judge not in annotators:
             kind = "llm" if "gpt" in judge.lower() else "human"
             annotators[judge] = Annotator(kind, f"mtbench-human:{judge}", DATASET)
-        item = f"{DATASET}:{qid}:{turn}:{model_a}:{model_b}"
+        # the comparison, whichever model the record lists first (FastChat's compute_agreement keys
+        # votes the same way: question, turn and the two models sorted)
+        item = unordered_item(f"{DATASET}:{qid}:{turn}", model_a, model_b)
         # one judge may vote on the same question/turn/models more than once: keep each vote
         yield pair, make_label(pair, annotators[judge], WINNER[winner], item, order_known=False, raw_output=winner,
                                dedup=f"{item}:{where}", record=f"{path.name}:{where}")
