@@ -87,6 +87,14 @@ def test_hand_worked_example_all_humans_and_both_panels():
     assert set(both["subset"]) == {"turn1"}
 
 
+def test_no_row_without_vote_pairs():
+    one_vote = hand_frame()
+    one_vote = one_vote[~one_vote["annotator"].isin(["mt:expert_2", "mt:expert_3", "mt:author_0"])]
+    t = vote_pair_agreement(one_vote, n_boot=0)  # expert_1 alone: no human-human pair, GPT-4 vs expert_1 only
+    assert set(t["judge_1"]) == {"mt:gpt-4/pair-v2"} and (t["n"] > 0).all()
+    assert tuple(_row(t, "mt:gpt-4/pair-v2", "S1 (with ties)")[["agree", "n"]]) == (2, 2)
+
+
 def test_unparsed_options():
     f = hand_frame()
     f.loc[f["label_id"] == 6, "verdict"] = "unparsed"

@@ -22,7 +22,8 @@ reported on its own, plus '(all)' pooling a dataset's subsets.
                        `get_judge_name` maps 'expert_*' judges to "human" and 'author_*' ones apart.
   unparsed             items.py's option: 'wrong' keeps 'unparsed' as a vote of its own (equal only
                        to another unparsed), 'tie' reads it as a tie, 'drop' removes it.
-  n                    vote pairs counted; n_comparisons: comparisons contributing at least one;
+  n                    vote pairs counted (a row only where n > 0); n_comparisons: comparisons
+                       contributing at least one;
   ci_low / ci_high     95% percentile bootstrap over comparisons (the vote pairs of one comparison
                        share votes, so comparisons, not pairs, are resampled).
 """
@@ -109,7 +110,8 @@ def vote_pair_agreement(frame: pd.DataFrame, unparsed: str = "wrong", experts_on
                 rows.append({"dataset": ds, "subset": sub, "judge_1": ann, "judge_2": panel_name,
                              "kind": d["kind"].iloc[0], "humans": panel_name, "setup": setup,
                              **_ratio_row(annotator_vs_humans(per_item, votes, ban), n_boot, seed, ci)})
-    return pd.DataFrame(rows, columns=VOTE_PAIR_COLUMNS)
+    out = pd.DataFrame(rows, columns=VOTE_PAIR_COLUMNS)
+    return out[out["n"] > 0].reset_index(drop=True)  # no vote pair (e.g. one human vote per item): no row
 
 
 def vote_pair_tables(frame: pd.DataFrame, unparsed: str = "wrong", n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
