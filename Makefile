@@ -70,5 +70,10 @@ bench: setup
 	$(BIN)/python bench/oaif_step.py
 	$(BIN)/python bench/rl_step.py
 
+# every bench's --smoke mode (tiny random model, one step) and the GPU scripts' checks: minutes, no figures
+.PHONY: bench-smoke
+bench-smoke: setup
+	$(BIN)/python -m pytest -q tests/test_bench_smoke.py
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

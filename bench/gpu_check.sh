@@ -19,7 +19,7 @@
 set -uo pipefail
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 if [ "${1:-}" = --dry-run ]; then
-  DEVICE=cpu ARCHS=tiny STEPS=2 BATCH=2 TOKENS=8
+  DEVICE=cpu ARCHS=tiny STEPS=2 BATCH=2 TOKENS=8 EXTRA="judge.validity_pairs=4"
   SOURCE=${SOURCE:-$(python3 -c "from harness.models import resolve_model; print(resolve_model('smollm2-135m-instruct'))")} || exit 1
 fi
 SOURCE=${SOURCE:?set SOURCE to a SmolLM2-135M config+tokenizer dir}
@@ -29,6 +29,7 @@ STEPS=${STEPS:-4}
 BATCH=${BATCH:-16}
 TOKENS=${TOKENS:-64}
 WORK=${WORK:-/tmp/gpu-check}
+EXTRA=${EXTRA:-}  # more overrides for every training run
 mkdir -p "$WORK"
 H="python3 -m harness.cli --home $WORK/home"
 RULE=configs/oaif_quickstart_rule_shorter.yaml
@@ -42,7 +43,7 @@ for mode in "float32 bf16" "bfloat16 no"; do
   python3 bench/mixed_precision_check.py --device "$DEVICE" --weights "$1" --mixed "$2" --home "$WORK/mp-$1" 2>>"$WORK/log"
 done
 
-common="train.steps=$STEPS train.batch_size=$BATCH train.checkpoint_every=0 model.device=$DEVICE"
+common="train.steps=$STEPS train.batch_size=$BATCH train.checkpoint_every=0 model.device=$DEVICE $EXTRA"
 for arch in $ARCHS; do
   M="$WORK/$arch"
   $H train $RULE model.name="$M" $common sampling.max_new_tokens=$TOKENS sampling.batch_size=$((2 * BATCH)) \
