@@ -264,3 +264,17 @@ def test_agreement_command_prints_and_stores_vote_pairs(synthetic, capsys):
     assert {r["definition"] for r in result["definitions"]} == {"majority", "loo", "vote-pairs"}
     with pytest.raises(SystemExit):  # argparse: not a registered definition
         main(["--home", str(home), "agreement", "--definition", "kappa"])
+
+
+def test_two_votes_listed_both_ways_are_two_votes_not_an_order_flip():
+    """Where the order shown is unknown (MT-Bench human judgments), one judge's two votes on a comparison
+    listed both ways are averaged as votes; the flips-with-the-order-is-a-tie rule needs a known order."""
+    from harness.evaluation.items import per_item_verdicts
+
+    rows = [_label(1, "c", "mt:expert_1", "human", "A", "m1", "m2", order="AB"),
+            _label(2, "c", "mt:expert_1", "human", "tie", "m1", "m2", order="BA"),
+            _label(3, "c", "mt:expert_1", "human", "A", "m1", "m2", order="BA")]
+    unknown = per_item_verdicts(pd.DataFrame(rows))
+    assert unknown["verdict"].tolist() == ["A"] and unknown["value"].tolist() == [pytest.approx(2.5 / 3)]
+    known = per_item_verdicts(pd.DataFrame(rows).assign(order_known=True))  # a judge asked both orders
+    assert known["verdict"].tolist() == ["tie"]  # v_AB = A, v_BA = tie: it flips with the order

@@ -14,7 +14,8 @@ Step 1, per (annotator, item) (`per_item_verdicts`):
   verdict       the combined verdict over all its labels of the item, as records.combine_orders:
                 mean p_a over parsed labels if all have p_a, else mean score (A=1, tie=.5, B=0);
                 > .5 -> A, < .5 -> B, == .5 -> tie; 'unparsed' if no label parsed; and, as
-                MT-Bench does, 'tie' when v_AB and v_BA are both parsed and differ (order-inconsistent).
+                MT-Bench does, 'tie' when v_AB and v_BA are both parsed and differ (order-inconsistent)
+                and every label of the item knows its order shown (order_known).
   `unparsed` option: 'wrong' (default; unparsed stays a verdict of its own, so it counts as a
   disagreement / a wrong answer), 'tie' (read it as a tie: PandaLM's compute_metrics does this with
   gpt-3.5's "garbage"), 'drop' (remove those labels).
@@ -93,9 +94,11 @@ def per_item_verdicts(frame: pd.DataFrame, unparsed: str = "wrong", keep: Sequen
     for order in ("AB", "BA"):
         first = f[f["shown_order"] == order].groupby(keys, sort=False)["verdict"].first()
         out[f"v_{order}"] = first.reindex(out.index)
-    # MT-Bench rule, as records.combine_orders: a verdict that flips with the order shown is a tie
+    # MT-Bench rule, as records.combine_orders: a verdict that flips with the order shown is a tie. Only
+    # where the order shown is known: two votes on one comparison listed both ways (MT-Bench human
+    # judgments) are two votes, not one judge flipping with the order
     decided = out["v_AB"].isin(["A", "B", "tie"]) & out["v_BA"].isin(["A", "B", "tie"])
-    flipped = decided & (out["v_AB"] != out["v_BA"]) & (out["verdict"] != "unparsed")
+    flipped = decided & (out["v_AB"] != out["v_BA"]) & (out["verdict"] != "unparsed") & out["order_known"]
     out.loc[flipped, "verdict"] = "tie"
     out = out.drop(columns=["n_usable", "n_p", "sum_p", "sum_s"]).reset_index()
     return out
