@@ -10,6 +10,8 @@ M failed" (stderr); exits 1 when every request failed.
 """
 from __future__ import annotations
 
+from judges.llm import MODES
+
 from ..config import JudgeRef
 from ..console import emit
 from ..pipelines.label import PairSelection, label_pairs, select_pairs
@@ -19,7 +21,8 @@ def add_arguments(p):
     p.add_argument("--judge", default="smollm2-logprob",
                    help="judges/configs/<name>.yaml, rule:<rule>, rm:<run-id> (default smollm2-logprob)")
     p.add_argument("--instruction", default=None, help="free-text instruction for an LLM judge, e.g. 'prefer the shorter response'")
-    p.add_argument("--mode", choices=("logprob", "generate"), default=None, help="override the judge's scoring mode")
+    p.add_argument("--mode", choices=MODES, default=None,
+                   help="override the judge's scoring mode (score: pointwise, each response rated alone)")
     orders = p.add_mutually_exclusive_group()
     orders.add_argument("--both-orders", dest="both_orders", action="store_const", const=True, default=None,
                         help="ask with each response shown first and combine")

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from judges.llm import MODES
+
 from ..config import ConfigError, JudgeRef, _build, apply_overrides, read_yaml_mapping
 from ..benchmark_answers import PairSelection, build_pairs, validate_selection
 from ..store import Store
@@ -84,8 +86,8 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Lea
     cfg = _build(LeaderboardRunConfig, data, where)
     validate_selection(cfg.source, f"{path}: source")
     j = cfg.judge
-    if j.mode not in (None, "logprob", "generate"):
-        raise ConfigError(f"{path}: judge.mode: {j.mode!r} is not one of logprob, generate")
+    if j.mode is not None and j.mode not in MODES:
+        raise ConfigError(f"{path}: judge.mode: {j.mode!r} is not one of {', '.join(MODES)}")
     for key in LLM_SETTINGS:
         v = getattr(j, key)
         if v is not None and v < 1:
