@@ -8,7 +8,7 @@
 - `sampling.backend: vllm` on it: the engine's log-probs of its own samples are the CURRENT policy's
   (harness/logprobs.py on the trainer side), not the initial one's, a LoRA adapter merged; per-request
   seeds from the torch RNG repeat samples whatever the batching, and a resumed OAIF run repeats the
-  interrupted step's samples; an RLOO run samples from it.
+  interrupted step's samples; an RLOO step samples from it.
 Skipped, with the reason, where .venv-vllm is absent. The judge tests run first: later ones push
 other weights into the engine (`served(clean=True)` reloads SmolLM2's before a test that needs them).
 """
@@ -172,32 +172,32 @@ def test_oaif_resume_repeats_the_interrupted_steps_vllm_samples(tmp_path, server
 
     mark_dirty()
     cfg = str(REPO / "configs" / "oaif_quickstart_rule_shorter.yaml")
-    over = [f"model.name={embedded_path}", *vllm_overrides(server.url, 3, **{"train.checkpoint_every": 1})]
+    over = [f"model.name={embedded_path}", *vllm_overrides(server.url, 2, **{"train.checkpoint_every": 1})]
     assert main(["--home", str(tmp_path / "ref"), "train", cfg, *over, "--run-id", "x"]) == 0
 
     real_label = oaif.OaifSource.label
 
-    def crash_at_3(self, pairs, step):
-        if step == 3:
-            raise RuntimeError("simulated crash after step 3's sampling")
+    def crash_at_2(self, pairs, step):
+        if step == 2:
+            raise RuntimeError("simulated crash after step 2's sampling")
         return real_label(self, pairs, step)
 
     home = tmp_path / "crashed"
-    monkeypatch.setattr(oaif.OaifSource, "label", crash_at_3)
+    monkeypatch.setattr(oaif.OaifSource, "label", crash_at_2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(["--home", str(home), "train", cfg, *over, "--run-id", "x"])
     cols = ["step", "sample_id", "response", "n_tokens"]
     crashed = Store(home).samples_df("x")[cols]
-    assert sorted(set(crashed["step"])) == [1, 2, 3]
+    assert sorted(set(crashed["step"])) == [1, 2]
     monkeypatch.setattr(oaif.OaifSource, "label", real_label)
-    assert main(["--home", str(home), "train", cfg, *over, "resume=true", "--run-id", "x"]) == 0
+    assert main(["--home", str(home), "train", cfg, *over, "resume=true", "--run-id", "x"]) == 0  # from step 1
 
     ref, resumed = Store(tmp_path / "ref").samples_df("x")[cols], Store(home).samples_df("x")[cols]
-    step3 = lambda df: df[df.step == 3].reset_index(drop=True)  # noqa: E731
-    assert step3(resumed).equals(step3(crashed)), "the resumed step sampled something else"
+    step2 = lambda df: df[df.step == 2].reset_index(drop=True)  # noqa: E731
+    assert len(step2(resumed)) == 4 and step2(resumed).equals(step2(crashed)), "the resumed step sampled something else"
     assert resumed.reset_index(drop=True).equals(ref.reset_index(drop=True))
     m = Store(home).metrics(["x"]).set_index("step")
-    assert sorted(m.index) == [1, 2, 3] and (m["source/sample_s"] > 0).all()
+    assert sorted(m.index) == [1, 2] and (m["source/sample_s"] > 0).all()
 
 
 def test_rloo_run_samples_from_the_served_engine(tmp_path, server, embedded_path):
@@ -205,9 +205,9 @@ def test_rloo_run_samples_from_the_served_engine(tmp_path, server, embedded_path
 
     mark_dirty()
     over = [f"model.name={embedded_path}", "rl.reward_model=rule:shorter", "train.checkpoint_every=0",
-            *vllm_overrides(server.url, 2)]
+            *vllm_overrides(server.url, 1)]
     assert main(["--home", str(tmp_path / "home"), "train", str(REPO / "configs" / "rloo_quickstart_cpu.yaml"), *over,
                  "--run-id", "rl"]) == 0
     samples = Store(tmp_path / "home").samples_df("rl")
-    assert samples.groupby("step").size().to_dict() == {1: 4, 2: 4}  # 2 prompts x k=2
+    assert samples.groupby("step").size().to_dict() == {1: 4}  # 2 prompts x k=2
     assert samples["n_tokens"].between(1, 12).all()
