@@ -12,6 +12,7 @@ started as `python -m vllm.entrypoints.launchers.api_server.entry` (what `vllm s
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -52,6 +53,15 @@ def serve_argv(python: Path, model: str, port: int, served_name: str, dtype: str
             "--port", str(port), "--dtype", dtype, "--max-model-len", str(max_model_len), "--seed", str(seed),
             "--enforce-eager", "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len),
             "--worker-extension-cls", "harness.vllm_worker.HarnessWorker", *extra]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies (Linux PR_SET_PDEATHSIG),
+    so a killed test session or trainer leaves no engine behind (it runs in its own session)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() or the caller's exit handler ends it
 
 
 def serve_env(kv_cache_gib: int = 2) -> dict[str, str]:
@@ -101,7 +111,8 @@ def start_server(model: str, log: Path, served_name: str = "policy", dtype: str 
     t0 = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(serve_argv(python, model, port, served_name, dtype, **kw), env=serve_env(), stdout=out,
-                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
+                                preexec_fn=_die_with_parent)
     server = VllmServer(proc, port, log, served_name, model)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
