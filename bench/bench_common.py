@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,15 +38,10 @@ def pick_precision(requested: str = "auto", device: str = "cpu") -> tuple[str, s
 
 
 def cpu_model() -> str:
-    """lscpu's Model name (cpuinfo's where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
+    """lscpu's Model name (harness.devices reads it from /proc/cpuinfo, as lscpu does)."""
+    from harness.devices import cpu_model as model_name
+
+    return model_name() or platform.processor() or "unknown"
 
 
 def machine(precision: str | None = None, why: str | None = None) -> dict:

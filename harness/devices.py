@@ -26,30 +26,27 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def cpu_flags(path: str | Path = "/proc/cpuinfo") -> set[str]:
-    """The flags of the first CPU in /proc/cpuinfo; empty where there is none (macOS, Windows)."""
+def _cpuinfo(keys: tuple[str, ...], path: str | Path) -> str | None:
+    """The value of the first of `keys` in /proc/cpuinfo (the first CPU's), None where there is none."""
     try:
         text = Path(path).read_text()
     except OSError:
-        return set()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
+        if key.strip() in keys:
+            return value.strip()
+    return None
+
+
+def cpu_flags(path: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The flags of the first CPU in /proc/cpuinfo; empty where there is none (macOS, Windows)."""
+    return set((_cpuinfo(("flags", "Features"), path) or "").split())
 
 
 def cpu_model(path: str | Path = "/proc/cpuinfo") -> str:
     """The CPU's model name (what `lscpu` prints as Model name), '' where /proc/cpuinfo has none."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip()
-    return ""
+    return _cpuinfo(("model name",), path) or ""
 
 
 def machine(config: dict | None = None) -> dict:
