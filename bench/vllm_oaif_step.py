@@ -12,18 +12,18 @@ is set; the CPU engine's worker binds one core and leaves one free (vLLM 0.32's 
 shared 2-core machine compare OMP_NUM_THREADS=1 too: two torch threads on one free core are slow.
 
     .venv/bin/python bench/vllm_oaif_step.py [--steps 4] [--max-new-tokens 48] [--url http://127.0.0.1:8000/v1]
+    .venv/bin/python bench/vllm_oaif_step.py --smoke --out OUT.json   # tiny random Llama, 2 steps, its own server
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
+from bench_common import machine, tiny_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from harness.cli import main as harness
 from harness.models import resolve_model
@@ -34,15 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "oaif_quickstart_rule_shorter.yaml"
 
 
-def cpu() -> dict:
-    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
-    model = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next((l.split(":", 1)[1].strip() for l in model.splitlines() if l.startswith("Model name")), platform.processor())
-    return {"model_name": name, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
-
-
-def run(home: Path, backend: str, steps: int, max_new: int, url: str | None) -> dict:
-    policy = resolve_model("smollm2-135m-instruct")
+def run(home: Path, backend: str, steps: int, max_new: int, url: str | None, policy: str) -> dict:
     over = [f"model.name={policy}", f"train.steps={steps}", "train.checkpoint_every=0",
             f"sampling.max_new_tokens={max_new}", f"sampling.backend={backend}"]
     if url:
@@ -58,18 +50,23 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--url", default=None, help="a running `vllm serve` of the embedded SmolLM2 (dev mode)")
+    ap.add_argument("--smoke", action="store_true", help="a tiny random Llama, 2 steps of 8 tokens, its own server")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "vllm_oaif_step.json"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vllm-bench-"))
+    if args.smoke:
+        args.steps, args.max_new_tokens, args.url = 2, 8, None
+    policy = tiny_model(tmp) if args.smoke else resolve_model("smollm2-135m-instruct")
     server = None
     url = args.url
-    if not url:
-        server = start_server(resolve_model("smollm2-135m-instruct"), tmp / "serve.log", served_name="policy")
+    if not url:  # the tiny Llama knows 1024 positions (the served default is 2048)
+        server = start_server(policy, tmp / "serve.log", served_name="policy", **({"max_model_len": 1024} if args.smoke else {}))
         url = server.url
     try:
-        res = {"cpu": cpu(), "torch_threads": torch.get_num_threads(), "steps_timed": args.steps - 1, "max_new_tokens": args.max_new_tokens,
-               "transformers": run(tmp / "tf", "transformers", args.steps, args.max_new_tokens, None),
-               "vllm_served": run(tmp / "vllm", "vllm", args.steps, args.max_new_tokens, url)}
+        res = {"smoke": args.smoke, "machine": machine(), "torch_threads": torch.get_num_threads(),
+               "steps_timed": args.steps - 1, "max_new_tokens": args.max_new_tokens,
+               "transformers": run(tmp / "tf", "transformers", args.steps, args.max_new_tokens, None, policy),
+               "vllm_served": run(tmp / "vllm", "vllm", args.steps, args.max_new_tokens, url, policy)}
         if server is not None:
             res["vllm_server_start_s"] = round(server.started_s, 1)
     finally:
@@ -79,7 +76,7 @@ def main() -> int:
     for k in ("transformers", "vllm_served"):
         r = res[k]
         print(f"{k:<14}{r['step_s']:>9.2f}{r['sample_s']:>10.2f}{r['train_s']:>9.2f}")
-    print(json.dumps({**res["cpu"], "torch_threads": res["torch_threads"]}))
+    print(json.dumps({"cpu": res["machine"]["cpu_model"], **res["machine"]["cpu_flags"], "torch_threads": res["torch_threads"]}))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=2))
     return 0

@@ -177,6 +177,15 @@ def check_random_init(d: dict, precision: str) -> None:
     assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 32
 
 
+def check_vllm_oaif(d: dict, precision: str) -> None:
+    # both OAIF runs trained (harness train returned 0 inside the bench) and timed their sampling
+    assert d["smoke"] and d["steps_timed"] == 1 and d["max_new_tokens"] == 8
+    for side in ("transformers", "vllm_served"):
+        assert positive(d[side]["step_s"], d[side]["sample_s"], d[side]["train_s"]), side
+    assert d["vllm_server_start_s"] > 0
+    check_machine(d["machine"])
+
+
 # script -> (checker, needs TRL)
 SMOKE = {
     "dpo_step.py": (check_dpo, True),
@@ -189,6 +198,7 @@ SMOKE = {
     "store_load.py": (check_store_load, False),
     "dashboard_pages.py": (check_dashboard, False),
     "random_init_models.py": (check_random_init, False),
+    "vllm_oaif_step.py": (check_vllm_oaif, False),  # needs .venv-vllm (make vllm-env), as tests/test_vllm_*.py
 }
 
 
@@ -205,6 +215,10 @@ def test_bench_smoke(script, tmp_path, model_cache, embedded_path, shared_data):
     check, needs_trl = SMOKE[script]
     if needs_trl:
         pytest.importorskip("trl")
+    if script == "vllm_oaif_step.py":
+        from vllm_helpers import skip_without_vllm_env
+
+        skip_without_vllm_env()
     if script == "random_init_models.py":  # --out is a directory of models
         run(tmp_path, model_cache, [sys.executable, str(BENCH / script), "--smoke", "--out", str(tmp_path / "models")])
         d = json.loads((tmp_path / "models" / "random_init_models.json").read_text())
