@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("harness.commands.demo", "the main job: OAIF vs offline DPO vs RLAIF on the embedded model"),
     "raters": ("harness.commands.raters", "raters of a shared store: add, passwd, list, overlap (the Label page's logins)"),
     "replicate": ("harness.commands.replicate", "`make study`: the OAIF/robust-DPO papers' comparisons, 3 seeds, a verdict per cell"),
+    "overopt": ("harness.commands.overopt", "reward over-optimisation (Gao et al. 2022): proxy and gold vs KL, best-of-n and RLOO"),
 }
 
 

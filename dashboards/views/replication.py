@@ -9,6 +9,8 @@ from dashboards import common
 from harness import plots
 
 common.header("Replication", "the papers' comparisons at small scale, several seeds, gold as the truth")
+from harness.overopt_plot import dashboard_block  # reward over-optimisation (harness overopt), newest result
+dashboard_block(common.results("overopt"), common.chart)
 stored = common.results("study_summary")
 if not stored:
     common.empty("study", "make study` (or `harness replicate")
