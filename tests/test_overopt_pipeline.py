@@ -60,6 +60,14 @@ def test_overopt_command_stores_a_curve_and_a_plot(tmp_path, tiny_model, capsys)
     assert set(res["bends"]) == {"bon", "rloo"} and res["machine"]["cores"] >= 1
     assert plot.exists() and plot.read_bytes()[:4] == b"\x89PNG"
 
+    # a second call under the same config reuses the stored seeds: no new run, the same numbers
+    n_runs = len(store.list_runs())
+    assert main(["--home", str(home), "overopt", str(REPO / "configs" / "overopt_cpu.yaml"), *over[:-1], "seeds=[1]"]) == 0
+    assert "seed 1: reused" in capsys.readouterr().out and len(store.list_runs()) == n_runs
+    again = store.results("overopt")[-1]["result"]
+    assert [p for p in again["points"]] == [p for p in res["points"] if p["seed"] == 1]
+    assert again["rows"][0]["ci_method"] == oo.PROMPTS_METHOD  # one seed: bootstrap over prompts
+
 
 def test_overopt_config_errors_name_the_key(tmp_path):
     from harness.config import ConfigError

@@ -254,9 +254,26 @@ def run_seed(cfg: OveroptConfig, base: dict, seed: int, store: Store, group: str
             "seconds": time.perf_counter() - t0}
 
 
+def config_hash(cfg: OveroptConfig, base: dict) -> str:
+    """What a seed's numbers depend on (everything but the list of seeds and the name)."""
+    import json
+
+    from ..records import content_hash
+
+    data = {k: v for k, v in asdict(cfg).items() if k not in ("seeds", "name", "question")}
+    return content_hash(json.dumps([data, base], sort_keys=True, default=str), n=12)
+
+
+def seeds_done(store: Store, key: str) -> dict[int, dict]:
+    """seed -> the newest stored `overopt_seed` result computed under config hash `key`: a second call
+    (more seeds, or after a kill) reuses every seed already done."""
+    return {r["result"]["seed"]: r for r in store.results("overopt_seed") if r["result"].get("config_hash") == key}
+
+
 def run_overopt(config: str | Path, overrides: list[str], store: Store,
                 say: Callable[[str], None] = lambda s: print(f"\n=== {s}", flush=True)) -> dict:
-    """Every seed, then the curve; stores and returns the `overopt` result."""
+    """Every seed not stored yet under the same config (`overopt_seed` results), then the curve;
+    stores and returns the `overopt` result."""
     from ..devices import machine
 
     t0 = time.perf_counter()
@@ -264,13 +281,24 @@ def run_overopt(config: str | Path, overrides: list[str], store: Store,
     group = f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     say(f"overopt {group}: seeds {cfg.seeds}, best-of-n {cfg.best_of_n.ns}, RLOO {cfg.rl.steps} steps, "
         f"{cfg.evaluation.prompts} eval prompts; home {store.home}")
-    seeds = [run_seed(cfg, base, s, store, group, say) for s in cfg.seeds]
+    key = config_hash(cfg, base)
+    done = seeds_done(store, key)
+    seeds = []
+    for s in cfg.seeds:
+        if s in done:
+            say(f"seed {s}: reused, stored as result #{done[s]['result_id']} under the same config ({key})")
+            seeds.append(done[s]["result"])
+            continue
+        seed_result = {**run_seed(cfg, base, s, store, group, say), "config_hash": key, "group": group}
+        store.add_result("overopt_seed", seed_result, name=f"{group}:s{s}", run_id=seed_result["rl_run"],
+                         judge="gold", baseline="initial")
+        seeds.append(seed_result)
     points = [p for s in seeds for p in s["points"]]
     rows = oo.curve(points)
     bends = {m: oo.bend(rows, points, m) for m in ("bon", "rloo")}
     result = {"group": group, "question": cfg.question, "config": asdict(cfg),
               "base": base, "rows": rows, "points": points, "bends": bends,
-              "seeds": [{k: v for k, v in s.items() if k != "points"} for s in seeds],
+              "seeds": [{k: v for k, v in s.items() if k != "points"} for s in seeds], "config_hash": key,
               "kl_estimator": "best-of-n: log n - (n-1)/n (analytic); RLOO: k3 per token summed, on the "
                               "checkpoint's own temperature-1 samples, vs the initial policy (evaluation/kl.py)",
               "proxy": "reward-model score minus the initial policy's mean score on the same eval prompts",
