@@ -72,6 +72,12 @@ def test_bon_subset_expectation_equals_enumeration_with_ties(n):
     assert got["words"] == pytest.approx(float(oo.bon_weights(proxy, n) @ words))
 
 
+def test_pairwise_agreement_by_hand():
+    # prompt 1: gold 0 < 1 < 2, proxy orders (0,1) right, (0,2) right, (1,2) wrong; prompt 2: a proxy tie, a gold tie
+    got = oo.pairwise_agreement([[0.0, 2.0, 1.0], [0.5, 0.5, 0.1]], [[0.0, 1.0, 2.0], [1.0, 2.0, 2.0]])
+    assert got == {"agreement": pytest.approx(2.5 / 5), "pairs": 5}
+
+
 def test_bon_bad_input_is_refused():
     with pytest.raises(ValueError, match="needs 1 <= n <= 3"):
         oo.bon_expected([1, 2, 3], [1, 2, 3], [4])

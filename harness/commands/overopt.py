@@ -46,8 +46,11 @@ def run(args) -> int:
     emit(table(result["rows"]), "table", title=f"reward over-optimisation ({result['group']}; {result['ci_method']})")
     print(f"KL: {result['kl_estimator']}\nproxy: {result['proxy']}\ngold: {result['gold']}")
     for s in result["seeds"]:
+        acc, agree = s["rm_eval"].get("eval/reward_acc"), s.get("rm_vs_gold") or {}
         print(f"seed {s['seed']}: reward model {s['rm_run']} on {s['pairs']} labelled pairs (of {s['pairs_sampled']} "
-              f"sampled); RLOO run {s['rl_run']}; {s['seconds']:.0f} s")
+              f"sampled), held-out accuracy vs the rater {acc if acc is None else f'{acc:.2f}'}, orders the initial "
+              f"policy's eval samples as gold does on {agree.get('agreement') or float('nan'):.2f} of "
+              f"{agree.get('pairs')} pairs; RLOO run {s['rl_run']}; {s['seconds']:.0f} s")
     for b in result["bends"].values():
         if b:
             print(bend_sentence(b))

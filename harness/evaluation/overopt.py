@@ -144,3 +144,17 @@ def bend(rows: Sequence[dict], points: Sequence[dict], method: str) -> dict | No
             "proxy_first": first["proxy"], "proxy_last": last["proxy"],
             "drop": fig["mean"], "drop_ci_low": fig["ci_low"], "drop_ci_high": fig["ci_high"],
             "ci_method": fig["method"], "bends": peak["x"] != last["x"]}
+
+
+def pairwise_agreement(proxy: Sequence[Sequence[float]], gold: Sequence[Sequence[float]]) -> dict:
+    """How well the proxy ranks one prompt's samples as gold does: over the within-prompt pairs whose
+    gold scores differ, the share the proxy orders the same way (a proxy tie counts half)."""
+    agree, n = 0.0, 0
+    for p, g in zip(proxy, gold):
+        p, g = np.asarray(p, dtype=float), np.asarray(g, dtype=float)
+        i, j = np.triu_indices(p.size, 1)
+        decided = g[i] != g[j]
+        s = np.sign(p[i] - p[j])[decided] * np.sign(g[i] - g[j])[decided]
+        agree += float((s > 0).sum() + 0.5 * (s == 0).sum())
+        n += int(decided.sum())
+    return {"agreement": agree / n if n else None, "pairs": n}

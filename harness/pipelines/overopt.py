@@ -250,7 +250,7 @@ def run_seed(cfg: OveroptConfig, base: dict, seed: int, store: Store, group: str
             store.drop_optimizer_state(run)
     return {"seed": seed, "rm_run": rm_run, "rl_run": rl_run, "pairs": pairs[SOURCE]["pairs"],
             "pairs_sampled": pairs[SOURCE]["judge/n_pairs"], "rm_eval": arm["reward_model"],
-            "proxy_offset": offset, "points": points, "train_seconds": t_train,
+            "proxy_offset": offset, "rm_vs_gold": oo.pairwise_agreement(proxy, gold), "points": points, "train_seconds": t_train,
             "seconds": time.perf_counter() - t0}
 
 
