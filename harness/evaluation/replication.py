@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
+from . import power
+
 T_METHOD = "mean over seeds, Student-t 95% CI (df = seeds - 1)"
 CLAIM_RE = re.compile(r"^\s*(>=|<=|>|<)\s*(-?[0-9]*\.?[0-9]+)\s*$")
 REPRODUCED, NOT_REPRODUCED, NOT_RESOLVED = "reproduced", "not reproduced", "not resolved"
@@ -73,14 +75,24 @@ def arm_cell(per_seed: dict[int, dict], metrics: Sequence[str]) -> dict:
 
 
 def contrast_cell(name: str, a: str, b: str, metric: str, claim: str, per_arm: dict[str, dict[int, dict]],
-                  paper: str = "", unit: str = "") -> dict:
-    """One row of the replication table: the paired per-seed difference a - b of `metric`."""
+                  paper: str = "", unit: str = "", targets: dict[str, float] | None = None) -> dict:
+    """One row of the replication table: the paired per-seed difference a - b of `metric`, its
+    verdict, MDE and, when unresolved, its power label against the metric's target effect
+    (`targets`, default power.DEFAULT_TARGETS)."""
     diffs = paired_differences({s: v.get(metric) for s, v in per_arm.get(a, {}).items()},
                                {s: v.get(metric) for s, v in per_arm.get(b, {}).items()})
     ci = t_interval(list(diffs.values()))
+    v = verdict(claim, ci["ci_low"], ci["ci_high"])
     return {"contrast": name, "a": a, "b": b, "metric": metric, "unit": unit, "claim": f"{a} - {b} {claim}",
             "paper": paper, **{k: ci[k] for k in ("mean", "ci_low", "ci_high", "sd", "n")}, "method": ci["method"],
-            "per_seed": diffs, "verdict": verdict(claim, ci["ci_low"], ci["ci_high"])}
+            "per_seed": diffs, "verdict": v, **power_fields(metric, ci["sd"], ci["n"], v, unit, targets)}
+
+
+def power_fields(metric: str, sd: float | None, n: int, verdict_: str, unit: str = "",
+                 targets: dict[str, float] | None = None) -> dict:
+    """{mde, target, power}: the cell's MDE (power.mde), the metric's target effect, the label."""
+    m, target = power.mde(sd, n), power.target_for(metric, targets)
+    return {"mde": m, "target": target, "power": power.power_label(verdict_, m, target, unit, n)}
 
 
 def _fmt(fig: dict, digits: int = 3, signed: bool = False) -> str:
@@ -100,16 +112,29 @@ def markdown(summary: dict) -> str:
              f"({', '.join(map(str, summary['seeds']))}), each {b['steps']} steps x {b['prompts_per_step']} prompts "
              f"from the same initial policy; evaluation: the task's gold scorer, {ev['n']} eval prompts, "
              f"{ev['sampling']} decoding, {ev['max_new_tokens']} new tokens. Every figure: {summary['method']}; "
-             "a contrast is the per-seed paired difference a - b.", "",
-             "| comparison | paper's finding | measured: a - b | unit | claim | verdict |",
-             "|---|---|---|---|---|---|"]
+             "a contrast is the per-seed paired difference a - b. MDE: the smallest true a - b its seeds detect "
+             "with 80% power (5% two-sided paired t, the cell's own sd); an unresolved cell is a powered null "
+             "when MDE <= the target effect, unpowered otherwise.", "",
+             "| comparison | paper's finding | measured: a - b | unit | claim | verdict | MDE (80% power) |",
+             "|---|---|---|---|---|---|---|"]
     for c in summary["contrasts"]:
         digits = 0 if c["metric"] == "chars" else 3
+        if "mde" not in c:  # a summary stored before cells carried their power
+            c = {**c, **power_fields(c["metric"], c.get("sd"), c.get("n") or 0, c["verdict"], c.get("unit", ""))}
+        size = "n/a" if c["mde"] is None else f"{c['mde']:.{digits}f}"
         lines.append(f"| {c['contrast']} | {c['paper']} | {_fmt(c, digits, signed=True)} | {c['unit']} | "
-                     f"`{c['claim']}` | **{c['verdict']}** |")
+                     f"`{c['claim']}` | **{c['verdict']}**{' — ' + c['power'] if c['power'] else ''} | {size} |")
     lines += ["", "| arm | run | objective | gold win rate vs initial | gold score - initial | gold score | "
                   "mean length (chars) |", "|---|---|---|---|---|---|---|"]
     for a in summary["arms"]:
         lines.append(f"| {a['label']} | `{a['run']}` | {a['objective']} | {_fmt(a['gold_win'])} | "
                      f"{_fmt(a['gold_diff'], signed=True)} | {_fmt(a['gold'])} | {_fmt(a['chars'], 0)} |")
     return "\n".join(lines) + "\n"
+
+
+def relabel(summary: dict, targets: dict[str, float] | None) -> dict:
+    """The summary with every contrast's MDE and power label recomputed against `targets` (e.g.
+    `harness replicate --target gold_diff=0.05`)."""
+    summary["contrasts"] = [{**c, **power_fields(c["metric"], c.get("sd"), c.get("n") or 0, c["verdict"],
+                                                 c.get("unit", ""), targets)} for c in summary["contrasts"]]
+    return summary
