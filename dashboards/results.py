@@ -317,3 +317,45 @@ def gold_agreement(result: dict) -> tuple[pd.DataFrame, dict | None]:
         rows.append({**{c: row.get(c) for c in GOLD_COLUMNS}, "ci_low": _num(row.get("accuracy_ci_low")),
                      "ci_high": _num(row.get("accuracy_ci_high"))})
     return pd.DataFrame(rows, columns=GOLD_COLUMNS), ceiling
+
+
+FOREST = ["estimate", "lo", "hi", "label", "group", "n"]
+
+
+def _diff_mean(text) -> float | None:
+    """The mean of a demo row's 'gold_diff (ci95)' text, '+0.100 [+0.010, +0.200]' (summary.py writes
+    only the text and the CI; the text's first number is the stored mean to 3 decimals)."""
+    return _num(str(text).split()[0]) if text else None
+
+
+def demo_forest(summary: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stored `demo_summary` -> (win rates, gold differences) as `plots.forest_chart` rows: each
+    arm vs the initial policy and each head-to-head pair, per judge."""
+    wins, diffs = [], []
+    for rows, label, win, diff in (
+            (summary.get("rows") or [], lambda r: f"{r['arm']} vs initial", "win_rate", "gold_diff (ci95)"),
+            (summary.get("head_to_head") or [], lambda r: f"{r['arm_a']} vs {r['arm_b']}", "win_rate_a", "gold_diff_a (ci95)")):
+        for r in rows:
+            head = {"label": label(r), "group": str(r.get("judge")), "n": _num(r.get("n"))}
+            wins.append({**head, "estimate": _num(r.get(win)), "lo": _num(r.get("ci_low")), "hi": _num(r.get("ci_high"))})
+            if r.get("gold_diff_ci") and _diff_mean(r.get(diff)) is not None:
+                lo, hi = r["gold_diff_ci"]
+                diffs.append({**head, "estimate": _diff_mean(r[diff]), "lo": _num(lo), "hi": _num(hi)})
+    return pd.DataFrame(wins, columns=FOREST), pd.DataFrame(diffs, columns=FOREST)
+
+
+def study_forest(summary: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A stored `study_summary` -> forest rows: (each arm's gold win rate vs initial, each arm's gold
+    difference, each contrast a - b with a `unit` column), means over seeds with their t CIs."""
+    judge = (summary.get("eval") or {}).get("judge", "gold")
+
+    def arm_rows(metric: str) -> pd.DataFrame:
+        return pd.DataFrame([{"label": a.get("label") or a["arm"], "group": judge, "estimate": _num(a[metric]["mean"]),
+                              "lo": _num(a[metric]["ci_low"]), "hi": _num(a[metric]["ci_high"]), "n": a[metric]["n"]}
+                             for a in summary.get("arms", [])], columns=FOREST)
+
+    contrasts = pd.DataFrame([{"label": c["contrast"], "group": c.get("verdict", ""), "estimate": _num(c.get("mean")),
+                               "lo": _num(c.get("ci_low")), "hi": _num(c.get("ci_high")), "n": c.get("n"),
+                               "unit": c.get("unit", "")} for c in summary.get("contrasts", [])],
+                             columns=FOREST + ["unit"])
+    return arm_rows("gold_win"), arm_rows("gold_diff"), contrasts

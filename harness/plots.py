@@ -258,3 +258,31 @@ def replication_panels(df: pd.DataFrame) -> list:
     return [_point_with_ci(part, "contrast", "mean", unit, f"a - b ({unit})", rule_at=0.0, color="verdict")
             for unit, part in df.dropna(subset=["mean"]).groupby("unit", sort=False)]
 
+
+
+FOREST_COLUMNS = ("estimate", "lo", "hi", "label", "group")
+
+
+def forest_chart(df: pd.DataFrame, reference: float, title: str = "", x_title: str = "estimate (95% CI)") -> alt.LayerChart:
+    """A forest plot: one row per (label, group), e.g. arm x judge: the estimate as a point, its CI as
+    a whisker from `lo` to `hi`, a dashed line at `reference` (0.5 for a win rate, 0 for a difference).
+
+    Columns: `estimate`, `lo`, `hi` (either may be missing: no whisker), `label`, `group` (color);
+    optional `n`. Rows keep the table's order, grouped by label."""
+    _need(df, FOREST_COLUMNS, "forest_chart")
+    rows = df.assign(row=df["label"].astype(str) + "  ·  " + df["group"].astype(str))
+    if rows["row"].duplicated().any():
+        dup = rows.loc[rows["row"].duplicated(), "row"].tolist()
+        raise PlotError(f"forest_chart: more than one row for {dup} (one per label x group)")
+    order = rows.sort_values("label", kind="stable")["row"].tolist()
+    tooltip = [c for c in ("label", "group", "estimate", "lo", "hi", "n") if c in rows.columns]
+    y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=320))
+    color = alt.Color("group:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=300))
+    scale = alt.Scale(zero=False, padding=12)
+    whiskers = alt.Chart().mark_rule(strokeWidth=2).encode(
+        x=alt.X("lo:Q", scale=scale, title=x_title), x2="hi:Q", y=y, color=color, tooltip=tooltip)
+    points = alt.Chart().mark_point(filled=True, size=70).encode(x=alt.X("estimate:Q", scale=scale), y=y,
+                                                                color=color, tooltip=tooltip)
+    ref = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(reference))
+    return alt.layer(ref, whiskers, points, data=rows).properties(title=title, width=420,
+                                                                 height=max(60, 24 * len(order)))

@@ -140,7 +140,8 @@ def test_study_table_resume_and_outputs(tmp_path, tiny_model, capsys, monkeypatc
     assert list(frames[0]["verdict"]) == [c["verdict"] for c in newest["contrasts"]]
     assert len(frames[2]) == 2 * len(arms)
     units = {c["unit"] for c in newest["contrasts"]}
-    assert len(units) == 2 and len(at.get("vega_lite_chart")) == len(units) + 1  # a panel per unit + the arms
+    assert len(units) == 2 and len(at.get("vega_lite_chart")) == len(units) + 2  # a forest per unit + the arms (win rate, difference)
+    assert list(frames[0]["power"]) == [c["power"] for c in newest["contrasts"]]
 
 
 def test_a_contrast_naming_an_unknown_arm_is_refused(tmp_path, tiny_model, capsys):

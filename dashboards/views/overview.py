@@ -1,11 +1,12 @@
 """Overview, the front page: the demo's study (`harness demo`, harness/pipelines/demo.py) — its
 question, its arms, which contrasts the 95% CIs resolve and which not, each feedback source's
 labels against gold, and the validity cards of every judge used — with links to the pages that
-show each part in detail."""
+show each part in detail. The win rates and gold differences per arm and judge come first, as forest
+plots (plots.forest_chart), the tables after."""
 import pandas as pd
 import streamlit as st
 
-from dashboards import common
+from dashboards import common, results
 from harness import plots
 
 common.header("Overview")
@@ -28,22 +29,21 @@ st.caption(f"task {res.get('task')} · {len(res['design'])} arms from one initia
            f"{res.get('eval_n')} eval prompts (greedy) by {', '.join(res.get('eval_judges', []))} · "
            f"CIs: {res.get('ci_method')} · {res.get('seconds', 0) / 60:.1f} min")
 
+wins, diffs = results.demo_forest(res)
+left, right = st.columns(2)
+with left:
+    if not wins.empty:
+        common.chart(plots.forest_chart(wins, 0.5, "Win rate per arm and judge (95% CI)", "win rate (ties half)"))
+with right:
+    if not diffs.empty:
+        common.chart(plots.forest_chart(diffs, 0.0, "Gold score difference (95% paired bootstrap CI)",
+                                        "gold points, a - b (0..2 scale)"))
+
 st.markdown("#### In words")
 st.markdown("\n".join(f"- {line.strip()}" for line in res.get("findings", [])))
 
-left, right = st.columns(2)
-with left:
-    rows = pd.DataFrame(res.get("rows", []))
-    if not rows.empty:
-        df = rows.assign(policy=rows["arm"] + " vs initial")[["policy", "win_rate", "ci_low", "ci_high", "n", "judge"]]
-        common.chart(plots.winrate_chart(df, title="Each arm vs the initial policy (95% CI)"))
-with right:
-    h2h = pd.DataFrame(res.get("head_to_head", []))
-    if not h2h.empty:
-        df = h2h.assign(policy=h2h["arm_a"] + " vs " + h2h["arm_b"])[
-            ["policy", "win_rate_a", "ci_low", "ci_high", "n", "judge"]].rename(columns={"win_rate_a": "win_rate"})
-        common.chart(plots.winrate_chart(df, title="Head-to-head, win rate of the first arm (95% CI)"))
-
+rows = pd.DataFrame(res.get("rows", []))
+h2h = pd.DataFrame(res.get("head_to_head", []))
 st.markdown("#### Arms")
 st.dataframe(pd.DataFrame(res["design"]), hide_index=True)
 st.markdown("#### Win rates")
