@@ -277,7 +277,9 @@ def forest_chart(df: pd.DataFrame, reference: float, title: str = "", x_title: s
     order = rows.sort_values("label", kind="stable")["row"].tolist()
     tooltip = [c for c in ("label", "group", "estimate", "lo", "hi", "n") if c in rows.columns]
     y = alt.Y("row:N", sort=order, title=None, axis=alt.Axis(labelLimit=320))
-    color = alt.Color("group:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=300))
+    # no legend: the group is in every row's label, and Streamlit fits a layered chart into its given
+    # height, so a legend would squeeze the rows together
+    color = alt.Color("group:N", title=None, legend=None)
     scale = alt.Scale(zero=False, padding=12)
     whiskers = alt.Chart().mark_rule(strokeWidth=2).encode(
         x=alt.X("lo:Q", scale=scale, title=x_title), x2="hi:Q", y=y, color=color, tooltip=tooltip)
@@ -285,4 +287,4 @@ def forest_chart(df: pd.DataFrame, reference: float, title: str = "", x_title: s
                                                                 color=color, tooltip=tooltip)
     ref = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(reference))
     return alt.layer(ref, whiskers, points, data=rows).properties(title=title, width=420,
-                                                                 height=max(60, 24 * len(order)))
+                                                                 height=max(90, 30 * len(order)))
