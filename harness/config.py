@@ -110,6 +110,13 @@ class JudgeRef:
 class OaifConfig:
     tie_policy: str = "skip"  # skip | soft
     missing_eos_penalty: float | None = None
+    # responses sampled per prompt; the pair is the annotator's best vs worst (Copeland over the
+    # k(k-1)/2 pairwise verdicts, algorithms/pairs.py); 2 = one pair per prompt. The offline arm too.
+    k: int = 2
+    # equal decided-pair budgets (docs/study.md): every step trains on train.batch_size DECIDED pairs;
+    # OAIF draws more prompts until it has them, an offline run refuses to cycle its pairs
+    equal_budget: bool = False
+    max_calls_per_step: int = 0  # annotator calls (pairs asked) one step may spend; 0: 4 x batch_size x k(k-1)/2
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Sequence
 from ..evaluation.bias import judgement_bias
 from ..records import Judgement, Label, Pair, combine_orders, order_inconsistent, prompt_text
 from ..trainer import StepData
+from .pairs import calls_per_prompt, max_calls, select
 from .preference import PreferenceObjective
 
 
@@ -70,7 +71,7 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
     `lengths`: per pair, comparable lengths of (a, b), e.g. (tokens, characters) tuples: the
     shorter response is the one with the smaller tuple; equal lengths do not count. `prompts`: the
     prompts as the policy saw them (chat messages stay messages), default each pair's prompt text."""
-    examples, n_tie, n_unparsed, n_skipped, n_eos, n_flipped = [], 0, 0, 0, 0, 0
+    examples, n_tie, n_unparsed, n_skipped, n_eos, n_flipped, n_decided = [], 0, 0, 0, 0, 0, 0
     n_flipped_all = sum(order_inconsistent(j) for j in judgements)  # kept (soft) or not
     prompts = list(prompts) if prompts is not None else [j.pair.prompt for j in judgements]
     lengths = list(lengths)
@@ -84,6 +85,7 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
             n_eos += changed
         pair = j.pair
         if verdict in ("A", "B") or tie_policy == "soft":
+            n_decided += verdict in ("A", "B")  # a soft tie trains but carries no preference
             a_wins = verdict != "B"  # a soft tie keeps A as `chosen` with p = p_a
             if verdict in ("A", "B"):
                 p = None if p_a is None else (p_a if a_wins else 1.0 - p_a)
@@ -116,6 +118,7 @@ def judgements_to_examples(judgements: Sequence[Judgement], lengths: Sequence[tu
         "judge/prefers_shorter": nan if longer is None else 1.0 - longer,
         "judge/eos_overrides": float(n_eos),
         "source/n_examples": float(len(examples)),
+        "source/decided": float(n_decided),
     }
     return examples, metrics
 
@@ -163,11 +166,33 @@ class OaifSource:
 
     # -- one step -------------------------------------------------------------------------
     def next(self, step: int, model, ctx) -> StepData:
-        rows_in, samples, pairs, t_sample = self.sample(step, model, ctx)
-        t1 = time.perf_counter()
-        judgements = self.label(pairs, step)
-        examples, metrics = self.to_examples(judgements, rows_in, samples)
-        metrics.update({"source/sample_s": t_sample, "source/judge_s": time.perf_counter() - t1})
+        """One batch of train.batch_size prompts; under oaif.equal_budget, more prompts (the same
+        seeded order) until the step has train.batch_size DECIDED pairs or max_calls_per_step calls
+        are spent: it then trains on what it has, `source/shortfall` says how many it lacked."""
+        target, per = self.cfg.train.batch_size, calls_per_prompt(self.cfg.oaif.k)
+        if not self.cfg.oaif.equal_budget:
+            rows_in, samples, pairs, t_sample = self.sample(step, model, ctx)
+            t1 = time.perf_counter()
+            judgements = self.label(pairs, step)
+            examples, metrics = self.to_examples(judgements, rows_in, samples)
+            metrics.update({"source/sample_s": t_sample, "source/judge_s": time.perf_counter() - t1})
+            return StepData(examples=examples, metrics=metrics, sharded=True)
+        if getattr(ctx, "world", 1) > 1:
+            raise ValueError("oaif.equal_budget: one process only (each would draw its own number of prompts)")
+        cap = max_calls(self.cfg)
+        rows_in, samples, judgements, t_sample, t_judge = [], [], [], 0.0, 0.0
+        examples, metrics = [], {}
+        while (need := target - len(examples)) > 0 and (n := min(need, (cap - len(judgements)) // per)) > 0:
+            # a round of `need` prompts decides at most `need` pairs: the step never overshoots its target
+            [(rows, smp, pairs, ts)] = self.sample_steps([step], model, ctx, n=n, offset=len(rows_in),
+                                                         update=not rows_in)
+            t1 = time.perf_counter()
+            judgements += self.label(pairs, step)
+            t_judge += time.perf_counter() - t1
+            rows_in, samples, t_sample = rows_in + rows, samples + smp, t_sample + ts
+            examples, metrics = self.to_examples(judgements, rows_in, samples)
+        metrics.update({"source/sample_s": t_sample, "source/judge_s": t_judge,
+                        "source/shortfall": float(target - metrics["source/decided"])})
         return StepData(examples=examples, metrics=metrics, sharded=True)
 
     def sample(self, step: int, model, ctx) -> tuple[list[dict], list, list[Pair], float]:
@@ -175,19 +200,25 @@ class OaifSource:
         stored Pairs: (prompt rows, samples, pairs, seconds)."""
         return self.sample_steps([step], model, ctx)[0]
 
-    def sample_steps(self, steps: Sequence[int], model, ctx) -> list[tuple[list[dict], list, list[Pair], float]]:
+    def sample_steps(self, steps: Sequence[int], model, ctx, n: int | None = None, offset: int = 0,
+                     update: bool = True) -> list[tuple[list[dict], list, list[Pair], float]]:
         """`sample` for several steps in one sampler call, for a policy that does not change between
         them (the demo's pairs sampled once): generate() is several times faster per row in large
-        batches on a CPU. Prompts are taken in the same order as step by step; seconds are shared."""
+        batches on a CPU. Prompts are taken in the same order as step by step; seconds are shared.
+        `n` prompts per step (default train.batch_size); `offset`: prompts this step drew already
+        (a later round of an equal-budget step: its sample indices follow on); `update`: sync the
+        sampler's weights first (once per step). Pairs: all k(k-1)/2 of each prompt's k samples."""
         rank, world = getattr(ctx, "rank", 0), getattr(ctx, "world", 1)
+        k = self.cfg.oaif.k
         planned = []
         for step in steps:
-            batch = self.take(self.cfg.train.batch_size)
+            batch = self.take(n or self.cfg.train.batch_size)
             mine = list(range(len(batch)))[rank::world]  # each process samples and labels its own prompts
-            planned.append((step, mine, [prompt_row(batch[i]) for i in mine]))
+            planned.append((step, [offset + i for i in mine], [prompt_row(batch[i]) for i in mine]))
         t0 = time.perf_counter()
-        self.sampler.update(model, steps[0])
-        flat = self.sampler.sample([r["prompt"] for _, _, rows_in in planned for r in rows_in], 2)
+        if update:
+            self.sampler.update(model, steps[0])
+        flat = self.sampler.sample([r["prompt"] for _, _, rows_in in planned for r in rows_in], k)
         t_sample = (time.perf_counter() - t0) / len(steps)
         out, at = [], 0
         for step, mine, rows_in in planned:
@@ -196,31 +227,41 @@ class OaifSource:
         return out
 
     def _store_pairs(self, step: int, mine: list[int], rows_in: list[dict], samples: list) -> list[Pair]:
+        from .pairs import all_pairs
+
         rows, pairs = [], []
-        for gi, row, (a, b) in zip(mine, rows_in, samples):
+        for gi, row, resp in zip(mine, rows_in, samples):
             text = prompt_text(row["prompt"])
-            for k, s in enumerate((a, b)):
-                rows.append(s.as_row(text, 2 * gi + k, policy=self.run_id, meta={"pair_slot": "AB"[k]}))
-            pairs.append(Pair(prompt=text, response_a=a.text, response_b=b.text, source=f"run:{self.run_id}",
-                              dataset=self.task_name or None, record_id=row.get("id"), run_id=self.run_id, step=step,
-                              reference=row.get("reference"),
-                              policy_a=self.run_id, policy_b=self.run_id,
-                              meta={"n_tokens": [a.n_tokens, b.n_tokens], "truncated": [a.truncated, b.truncated]}))
+            for k, s in enumerate(resp):
+                rows.append(s.as_row(text, len(resp) * gi + k, policy=self.run_id, meta={"pair_slot": chr(65 + k)}))
+            for i, j in all_pairs(len(resp)):
+                a, b = resp[i], resp[j]
+                pairs.append(Pair(prompt=text, response_a=a.text, response_b=b.text, source=f"run:{self.run_id}",
+                                  dataset=self.task_name or None, record_id=row.get("id"), run_id=self.run_id,
+                                  step=step, reference=row.get("reference"),
+                                  policy_a=self.run_id, policy_b=self.run_id,
+                                  meta={"n_tokens": [a.n_tokens, b.n_tokens], "truncated": [a.truncated, b.truncated]}))
         self.store.add_samples(self.run_id, step, rows)
         return pairs
 
     def to_examples(self, judgements: list[Judgement], rows_in: list[dict], samples: list,
                     tie_policy: str | None = None) -> tuple[list[dict], dict]:
         """Judged pairs -> (preference examples, the step's judge/sample metrics, gold agreement included).
+        `judgements`: all k(k-1)/2 pairs of each prompt's k `samples`; each prompt trains on its
+        best-vs-worst pair (algorithms/pairs.py; for k = 2 the one pair as judged). `source/calls`:
+        pairs asked (an order-swapped re-ask is part of one call); `source/decided`: pairs with a preference.
         `tie_policy`: default the run's `oaif.tie_policy` (the demo labels one sample with several sources)."""
-        lengths = [((a.n_tokens, len(a.text)), (b.n_tokens, len(b.text))) for a, b in samples]
-        truncs = [(a.truncated, b.truncated) for a, b in samples]
-        examples, metrics = judgements_to_examples(judgements, lengths, truncs, tie_policy or self.cfg.oaif.tie_policy,
+        k = len(samples[0]) if samples else self.cfg.oaif.k
+        chosen, pair_samples = select(k, judgements, samples)
+        lengths = [((a.n_tokens, len(a.text)), (b.n_tokens, len(b.text))) for a, b in pair_samples]
+        truncs = [(a.truncated, b.truncated) for a, b in pair_samples]
+        examples, metrics = judgements_to_examples(chosen, lengths, truncs, tie_policy or self.cfg.oaif.tie_policy,
                                                    self.cfg.oaif.missing_eos_penalty,
                                                    prompts=[r["prompt"] for r in rows_in],
-                                                   token_ids=[(a.token_ids, b.token_ids) for a, b in samples])
-        metrics.update(gold_metrics(self.gold, judgements))
-        flat = [s for pair in samples for s in pair]
+                                                   token_ids=[(a.token_ids, b.token_ids) for a, b in pair_samples])
+        metrics.update(gold_metrics(self.gold, judgements))  # the annotator's accuracy on every pair it was asked
+        metrics.update({"source/calls": float(len(judgements)), "source/prompts": float(len(samples))})
+        flat = [s for resp in samples for s in resp]
         metrics.update({
             "sample/len_mean": sum(s.n_tokens for s in flat) / max(len(flat), 1),
             "sample/words_mean": sum(len(s.text.split()) for s in flat) / max(len(flat), 1),
@@ -304,8 +345,11 @@ TIE_POLICIES = ("skip", "soft")  # what a tie (or unparsed verdict) becomes: dro
 
 def check_config(cfg, bad) -> None:
     """The `oaif:` section (`bad(key, message)` raises); run by config.validate for every config."""
+    from .pairs import check_config as check_pairs
+
     if cfg.oaif.tie_policy not in TIE_POLICIES:
         bad("oaif.tie_policy", f"must be one of {', '.join(TIE_POLICIES)}, got {cfg.oaif.tie_policy!r}")
+    check_pairs(cfg, bad)
     if cfg.algo == "oaif" and cfg.oaif.tie_policy == "soft" and cfg.loss.kind != "soft":
         bad("oaif.tie_policy", f"soft keeps ties with their probability, which only loss.kind: soft "
             f"reads; with loss.kind: {cfg.loss.kind} a tie would train as a win for response A")

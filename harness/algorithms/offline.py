@@ -15,6 +15,7 @@ from .. import losses
 from ..logprobs import build_batch, sequence_logprobs
 from ..tasks import load_task
 from ..trainer import StepData
+from .pairs import check_pool
 from .preference import PreferenceObjective, attach_reference
 
 
@@ -48,6 +49,8 @@ class OfflineSource:
         indices = []
         while len(indices) < self.cfg.train.batch_size:
             if self.pos >= len(self._order):
+                if self.ref is not None and self.cfg.oaif.equal_budget:  # build_dpo checked the size; a resume may not
+                    check_pool(len(self.train), self.cfg, f"step {step}: the offline pool")
                 self.epoch, self.pos = self.epoch + 1, 0
                 self._order = epoch_order(len(self.train), self.cfg.train.seed, self.epoch)
             indices.append(self._order[self.pos])
@@ -55,7 +58,11 @@ class OfflineSource:
         examples = [{**self.train[i], "index": i} for i in indices]
         if self.ref is not None:
             self._fill_reference(examples, ctx)
-        return StepData(examples, {"epoch": self.epoch + self.pos / len(self.train)})
+        metrics = {"epoch": self.epoch + self.pos / len(self.train), "source/pairs": float(len(examples))}
+        if self.ref is not None and self.cfg.oaif.tie_policy == "skip":
+            # skip: the pool holds no ties (pipelines/pool.py), so every pair trained on is decided
+            metrics["source/decided"] = float(len(examples))
+        return StepData(examples, metrics)
 
     def _fill_reference(self, examples: list[dict], ctx) -> None:
         missing = list({e["index"]: e for e in examples if e["index"] not in self.ref_cache}.values())
@@ -128,6 +135,7 @@ def build_dpo(cfg, store, run_id, model, tokenizer, ref, home=None):
     task = load_task(d.task)
     train, evals = task.preference_splits(path=d.path, eval_fraction=d.eval_fraction, max_train=d.max_train,
                                           max_eval=d.max_eval)
+    check_pool(len(train), cfg, f"data.path {d.path or task.name} (after data.eval_fraction {d.eval_fraction})")
     system = task.spec.system
     return OfflineSource(train, evals, cfg, tokenizer, ref, system), PreferenceObjective(system=system)
 

@@ -27,6 +27,7 @@ from ..config import ConfigError, RunConfig, _build, _deep_update, apply_overrid
 from ..devices import machine  # the CPU and dtypes every timing is stated with
 from ..evaluation.summary import source_label
 from ..store import Store
+from .budgets import arm_budget, budget_line
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO / "configs" / "demo_cpu.yaml"
@@ -139,21 +140,21 @@ def judge_section(src: Source) -> dict:
 
 # -- stage 1: pairs sampled once from the initial policy, labelled by every offline source ------------
 def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, group: str) -> dict[str, dict]:
-    """One `sample_pairs` run: train.steps batches of two samples per prompt from the initial policy
-    (the OAIF source's own sampling, no training), each batch labelled by every source in `names`.
-    Returns per source {path (its pairs file), pairs (training pairs written), run_id, and the step
-    metrics summed over steps (`summed`: judge/n_pairs, judge/gold_decided, judge/gold_agree, ...)}."""
+    """One `sample_pairs` run: prompts sampled from the initial policy (the OAIF source's own sampling,
+    k responses each, no training), labelled by every source in `names` (pipelines/pool.py: train.steps
+    batches, or under oaif.equal_budget until each source has steps x batch_size decided pairs).
+    Returns per source {path (its pairs file), pairs (training pairs written), run_id, calls (annotator
+    calls that made them), and the metrics summed (`summed`: judge/n_pairs, judge/gold_decided, ...)}."""
     import torch
     from accelerate import Accelerator
     from judges import make_label_fn
     from judges.gold import make_gold_judge
     from judges.registry import load_judge
-    from tqdm.auto import tqdm
-
     from ..algorithms import oaif
     from ..models import load_model, pick_device
     from ..tasks import load_task
     from ..trainer import StepContext, seed_everything
+    from .pool import label_pool
 
     first = demo.sources[names[0]]
     cfg = arm_config(base, "oaif", f"{demo.name}-pairs", first.base, judge_section(first),
@@ -173,18 +174,11 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
         judge = load_judge(scfg.judge, store.home, device, rubric=getattr(task, "rubric", None))
         labellers[name] = (make_label_fn(judge, store, run_id), scfg.oaif.tie_policy)
     ctx = StepContext(0, cfg, tok, None, model.device, Accelerator(cpu=not torch.cuda.is_available()), store, run_id)
-    out = {n: {"examples": [], "metrics": []} for n in names}
-    steps = list(range(1, cfg.train.steps + 1))
-    per_call = max(1, demo.sample_batch_size // (2 * cfg.train.batch_size))  # steps whose samples fill one batch
-    groups = [steps[i:i + per_call] for i in range(0, len(steps), per_call)]
-    for group_steps in tqdm(groups, desc=f"sample pairs once ({len(steps)} steps) + label with each source"):
-        for step, (rows_in, samples, pairs, _) in zip(group_steps, source.sample_steps(group_steps, model, ctx)):
-            ctx.step = step
-            for name, (label_fn, tie_policy) in labellers.items():
-                examples, metrics = source.to_examples(label_fn(pairs, step=step), rows_in, samples, tie_policy)
-                out[name]["examples"] += examples
-                out[name]["metrics"].append(metrics)
-                store.log_metrics(run_id, step, {f"{name}/{k}": v for k, v in metrics.items()})
+    try:  # pipelines/pool.py: k samples per prompt; under oaif.equal_budget until each source's pool is full
+        out = label_pool(source, model, ctx, labellers, cfg, store, run_id, demo.sample_batch_size)
+    except ValueError as e:
+        store.set_run_status(run_id, "failed", note=str(e)[:500])
+        raise
     del model
     result = {}
     for name, got in out.items():
@@ -194,7 +188,7 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
         path = store.write_run_file(run_id, f"pairs-{name}.jsonl", "".join(
             json.dumps({k: e.get(k) for k in keys}, ensure_ascii=False) + "\n" for e in got["examples"]))
         result[name] = {"path": str(path), "pairs": len(got["examples"]), "run_id": run_id,
-                        **summed(got["metrics"])}
+                        **summed(got["metrics"]), "calls": got["calls"]}
     # read back by a study that resumes (pipelines/study.py: the pairs of a seed are sampled once)
     store.write_run_file(run_id, "pairs.json", json.dumps(result))
     store.set_run_status(run_id, "done")
@@ -202,7 +196,7 @@ def sample_once(demo: DemoConfig, base: dict, names: list[str], store: Store, gr
 
 
 SUMMED = ("judge/n_pairs", "judge/order_inconsistent", "judge/order_flipped", "judge/skipped",
-          "judge/gold_decided", "judge/gold_agree", "source/n_examples")
+          "judge/gold_decided", "judge/gold_agree", "source/n_examples", "source/decided", "source/calls")
 MEANS = ("judge/p_first", "judge/consistency", "judge/prefers_shorter", "sample/len_mean")
 
 
@@ -254,8 +248,9 @@ def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, 
     if timing in ("offline", "rlhf") and not pairs[source_name]["pairs"]:
         return {**info, "skipped": f"source {source_name} decided none of the "
                                    f"{pairs[source_name]['judge/n_pairs']} sampled pairs"}
-    if timing == "offline":
-        cfg = arm_config(base, "dpo", name, src.base, {"data": {"path": pairs[source_name]["path"]}}, extra)
+    if timing == "offline":  # equal budgets: the pool is exactly the pairs to train on, none held out
+        held = {"eval_fraction": 0.0} if arm_config(base, "dpo", name, src.base, extra).oaif.equal_budget else {}
+        cfg = arm_config(base, "dpo", name, src.base, {"data": {"path": pairs[source_name]["path"], **held}}, extra)
     elif timing == "oaif":
         cfg = arm_config(base, "oaif", name, src.base, judge_section(src), extra)
     else:
@@ -270,6 +265,7 @@ def train_arm(demo: DemoConfig, base: dict, arm: str, store: Store, group: str, 
     info.update(run_id=run_id, final=final, seconds=time.perf_counter() - t)
     if timing == "oaif":
         info["labels"] = online_gold_counts(store, run_id)
+    info["budget"] = arm_budget(store, info, pairs)  # steps, decided pairs per step, annotator calls
     return info
 
 
@@ -377,8 +373,7 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
     for arm in demo.arms:
         say(f"arm {arm}")
         arms[arm] = train_arm(demo, base, arm, store, group, pairs)
-        if arms[arm].get("skipped"):
-            print(f"  skipped: {arms[arm]['skipped']}")
+        print(f"  skipped: {arms[arm]['skipped']}" if arms[arm].get("skipped") else budget_line(arm, arms[arm]["budget"]))
     evaluation = evaluate_arms(demo, arms, store, group, say)
     kls = policy_kls(demo, base, arms, store)
     say("validity cards of the sources' annotators")
@@ -393,7 +388,8 @@ def run_demo(config: str | Path, overrides: list[str], store: Store,
         agreement = pandalm_agreement(demo, store, group)
     summary = demo_summary(demo, budget, first.data.task, group, arms, pairs, evaluation, kls, cards,
                            source_rows(demo.sources, pairs, arms), agreement, judges_vs_gold(evaluation))
-    summary.update(seconds=time.perf_counter() - t_start, timings=say.rows(), machine=machine(first.to_dict()))
+    summary.update(seconds=time.perf_counter() - t_start, timings=say.rows(), machine=machine(first.to_dict()),
+                   budgets={a: i["budget"] for a, i in arms.items() if i.get("budget")})
     summary["judge_cards"] = {who: c.get("note") or card_line(c) for who, c in cards.items()}
     summary["result_id"] = store.add_result("demo_summary", summary, name=group,
                                             judge=demo.evaluation.judges[0], baseline="initial")

@@ -27,6 +27,8 @@ from typing import Callable
 from ..config import ConfigError, RunConfig, _build, apply_overrides, read_yaml_mapping
 from ..evaluation import replication
 from ..store import Store
+from ..algorithms.pairs import max_calls
+from .budgets import budget_line, over_seeds
 from .demo import (DemoConfig, RewardStage, RLStage, Source, _merged, arm_config, offline_sources, parse_arm,
                    sample_once, train_arm)
 
@@ -194,6 +196,8 @@ def run_cell(study: StudyConfig, base: dict, name: str, seed: int, store: Store,
             "train_seconds": trained, "seconds": time.perf_counter() - t, **values}
     if info.get("labels"):
         cell["labels"] = info["labels"]
+    cell["budget"] = info.get("budget")  # steps, decided pairs per step, annotator calls (pipelines/budgets.py)
+    print(budget_line(f"{name} seed {seed}", cell["budget"]), flush=True)
     store.add_result("study_cell", cell, name=f"{group}:{name}:s{seed}", run_id=info["run_id"], judge="gold",
                      baseline="initial")
     return cell
@@ -212,7 +216,8 @@ def table(study: StudyConfig, cells: dict[tuple[str, int], dict]) -> dict:
     """Per arm the mean and CI over seeds of every metric; per contrast its paired difference and verdict."""
     per_arm = {name: {s: c for (a, s), c in cells.items() if a == name} for name in study.arms}
     arms = [{"arm": name, "label": study.arms[name].label or name, "run": study.arms[name].arm,
-             "objective": objective(study, name), **replication.arm_cell(per_arm[name], list(METRICS))}
+             "objective": objective(study, name), "budget": over_seeds([c.get("budget") for c in per_arm[name].values()]),
+             **replication.arm_cell(per_arm[name], list(METRICS))}
             for name in study.arms]
     contrasts = [replication.contrast_cell(c.name, c.a, c.b, c.metric, c.claim, per_arm, c.paper, METRICS[c.metric][1])
                  for c in study.contrasts]
@@ -235,9 +240,12 @@ def run_study(config: str | Path, overrides: list[str], store: Store, group: str
         say(f"{stale} stored cells of {group} were computed under another config: not reused (use another --group "
             "to keep both)")
     todo = [(s, a) for s in study.seeds for a in study.arms if (a, s) not in done]
-    budget = arm_config(base, "oaif", "x").train
-    say(f"study {group}: {len(study.arms)} arms x {len(study.seeds)} seeds, {budget.steps} steps x "
-        f"{budget.batch_size} prompts each; {len(done)} (arm, seed) cells already done, {len(todo)} to go")
+    run_cfg = arm_config(base, "oaif", "x")
+    budget, budget_cfg = run_cfg.train, run_cfg.oaif
+    each = (f"{budget.batch_size} decided pairs (best of k={budget_cfg.k}, at most {max_calls(run_cfg)} annotator "
+            f"calls a step)" if budget_cfg.equal_budget else f"{budget.batch_size} prompts (k={budget_cfg.k})")
+    say(f"study {group}: {len(study.arms)} arms x {len(study.seeds)} seeds, {budget.steps} steps x {each} each; "
+        f"{len(done)} (arm, seed) cells already done, {len(todo)} to go")
     cache: dict = {}  # the initial policy answers the eval prompts once
     bar = tqdm(total=len(todo), desc="study cells (arm x seed)")
     for seed in study.seeds:
@@ -250,8 +258,14 @@ def run_study(config: str | Path, overrides: list[str], store: Store, group: str
             done[(name, seed)] = run_cell(study, base, name, seed, store, group, pairs, cache, hashes[name])
             bar.update(1)
     bar.close()
+    for name in study.arms:  # what every arm was given, over its seeds
+        b = over_seeds([done[(name, s)].get("budget") for s in study.seeds if (name, s) in done])
+        if b:
+            print(f"  budget {name}: steps {b['steps']}, decided pairs per step {b['decided_per_step']}, "
+                  f"decided in all {b['decided']}, annotator calls {b['calls']} (ranges over {b['seeds']} seeds)")
     summary = {"group": group, "name": study.name, "question": study.question, "seeds": study.seeds,
-               "budget": {"steps": budget.steps, "prompts_per_step": budget.batch_size},
+               "budget": {"steps": budget.steps, "prompts_per_step": budget.batch_size, "k": budget_cfg.k,
+                          "equal_budget": budget_cfg.equal_budget, "max_calls_per_step": max_calls(run_cfg)},
                "eval": {"judge": "gold", "n": study.evaluation.n, "sampling": "greedy",
                         "max_new_tokens": study.evaluation.max_new_tokens},
                "cells": [done[(a, s)] for s in study.seeds for a in study.arms if (a, s) in done],
