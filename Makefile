@@ -44,7 +44,7 @@ study: setup
 PG_TEST_URL ?= postgresql://harness:harness@127.0.0.1:5432/postgres
 
 test: setup browser-deps pg-test-server
-	HARNESS_TEST_PG=$(PG_TEST_URL) $(BIN)/python -m pytest -q
+	HARNESS_TEST_PG=$(PG_TEST_URL) $(BIN)/python -m pytest -q --durations=30
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"

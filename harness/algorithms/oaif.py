@@ -1,8 +1,9 @@
 """OAIF (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback") as a step source.
 
-Each step: take `train.batch_size` task prompts (seeded order), sample TWO responses per prompt
-from the current policy, ask the annotator (a LabelFn; the trainer never sees the judge) which is
-better, and hand {prompt, chosen, rejected, p, *_ids, *_truncated} examples (the sampled token ids:
+Each step: take `train.batch_size` task prompts (seeded order), sample `oaif.k` (default two)
+responses per prompt from the current policy (k > 2: every pair asked, best vs worst kept,
+algorithms/pairs.py; `oaif.equal_budget`: more prompts until the step has batch_size decided
+pairs), ask the annotator (a LabelFn; the trainer never sees the judge) which is better, and hand {prompt, chosen, rejected, p, *_ids, *_truncated} examples (the sampled token ids:
 trained on as sampled, EOS only where one was sampled) to the SAME PreferenceObjective offline DPO
 uses. A verdict that flips with the presentation order is a tie (MT-Bench), skipped and counted. Only where the pairs come from differs: the loop is harness.trainer.train.
 

@@ -3,10 +3,10 @@
 An arm is `<timing>_<source>`: a feedback SOURCE (an annotator: simulated humans, the embedded AI
 judge, the gold scorer, ...; `sources:` in the config) given at a TIMING:
   offline  DPO on pairs sampled ONCE from the initial policy and labelled by the source,
-  oaif     OAIF: every step samples two responses from the current policy and asks the source,
+  oaif     OAIF: every step samples k (default 2) responses from the current policy and asks the source,
   rlhf     a reward model on the offline labels of the source, then RLOO with it.
-Every arm starts from the same initial policy with the same budget (train.steps x train.batch_size
-prompts, the same seeded prompt order). Each arm is evaluated against the initial policy and
+Every arm starts from the same initial policy with the same budget (train.steps, the same seeded
+prompt order; under oaif.equal_budget train.batch_size DECIDED pairs a step: docs/study.md "Budgets"). Each arm is evaluated against the initial policy and
 head-to-head by each evaluation judge (the task's gold scorer first, then a held-out judge), with
 n, W/T/L and a 95% CI; each source's labels are scored against gold on the pairs it labelled; the
 annotators' validity cards (PandaLM/LLMBar human agreement, position consistency) sit beside them.
