@@ -79,6 +79,23 @@ def summarize(per_seq: Sequence[float], prompt_index: Sequence[int], n_boot: int
             "ci_method": CI_METHOD if len(ids) > 1 else "none (one prompt)"}
 
 
+def sample_k3(policy, reference, tokenizer, prompts: Sequence, samples, data_cfg, system: str | None,
+              batch_size: int) -> tuple[list[float], list[int]]:
+    """k3 per token summed, per sequence, of samples already drawn from `policy` at temperature 1
+    (samples[i]: prompt i's). Returns (values, the prompt index of each value), for `summarize`."""
+    from ..logprobs import collate, encode_prompt
+
+    prompt_ids = [encode_prompt(tokenizer, p, data_cfg.max_prompt_tokens, system) for p in prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = [(i, prompt_ids[i], list(s.token_ids)) for i, group in enumerate(samples) for s in group]
+    values: list[float] = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        batch = collate([r[1] for r in chunk], [r[2] for r in chunk], pad, "right")
+        values += sequence_k3(policy, reference, batch).tolist()
+    return values, [r[0] for r in rows]
+
+
 def estimate_kl(policy, reference, tokenizer, prompts: Sequence, m: int = 4, max_new_tokens: int = 48,
                 data_cfg=None, system: str | None = None, batch_size: int = 16, n_boot: int = DEFAULT_N_BOOT,
                 seed: int = 0) -> dict:
@@ -88,7 +105,6 @@ def estimate_kl(policy, reference, tokenizer, prompts: Sequence, m: int = 4, max
     prompts: texts or chat messages (a task's `{"prompt": ...}` rows are accepted). Returns
     {kl_nats_per_seq, ci_low, ci_high, n_sequences, n_prompts, estimator, unit, ci_method, per_prompt}."""
     from ..config import DataConfig, SamplingConfig
-    from ..logprobs import collate, encode_prompt
     from ..sampling import TransformersSampler
 
     if m < 1:
@@ -101,15 +117,8 @@ def estimate_kl(policy, reference, tokenizer, prompts: Sequence, m: int = 4, max
     sampler = TransformersSampler(SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=max_new_tokens,
                                                  batch_size=batch_size), policy, tokenizer, data_cfg, system=system)
     samples = sampler.sample(prompts, m)
-    prompt_ids = [encode_prompt(tokenizer, p, data_cfg.max_prompt_tokens, system) for p in prompts]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    rows = [(i, prompt_ids[i], list(s.token_ids)) for i, group in enumerate(samples) for s in group]
-    values: list[float] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        batch = collate([r[1] for r in chunk], [r[2] for r in chunk], pad, "right")
-        values += sequence_k3(policy, reference, batch).tolist()
-    out = summarize(values, [r[0] for r in rows], n_boot=n_boot, seed=seed)
+    values, prompt_of = sample_k3(policy, reference, tokenizer, prompts, samples, data_cfg, system, batch_size)
+    out = summarize(values, prompt_of, n_boot=n_boot, seed=seed)
     out["per_prompt"] = [float(np.mean(values[i * m:(i + 1) * m])) for i in range(len(prompts))]
     return out
 

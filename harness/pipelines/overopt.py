@@ -173,18 +173,10 @@ def rl_point(seed: int, step: int, kl: dict, proxy, gold, wordsn, offset: float)
 def checkpoint_kl(policy, reference, tok, prompts, samples, data_cfg, system, batch_size: int, seed: int) -> dict:
     """The project's KL estimator (evaluation/kl.py: k3 per token summed, bootstrap over prompts) on
     samples already drawn from `policy` at temperature 1, so proxy, gold and KL share them."""
-    from ..evaluation.kl import sequence_k3, summarize
-    from ..logprobs import collate, encode_prompt
+    from ..evaluation.kl import sample_k3, summarize
 
-    prompt_ids = [encode_prompt(tok, p, data_cfg.max_prompt_tokens, system) for p in prompts]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    rows = [(i, prompt_ids[i], list(s.token_ids)) for i, group in enumerate(samples) for s in group]
-    values: list[float] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        values += sequence_k3(policy, reference, collate([r[1] for r in chunk], [r[2] for r in chunk], pad,
-                                                          "right")).tolist()
-    return summarize(values, [r[0] for r in rows], seed=seed)
+    values, prompt_of = sample_k3(policy, reference, tok, prompts, samples, data_cfg, system, batch_size)
+    return summarize(values, prompt_of, seed=seed)
 
 
 # -- one seed ---------------------------------------------------------------------------------------
