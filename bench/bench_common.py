@@ -69,13 +69,14 @@ def machine(precision: str | None = None, why: str | None = None) -> dict:
     return out
 
 
-def tiny_model(work: Path) -> str:
+def tiny_model(work: Path, heads: int = 2) -> str:
     """A 2-layer, 32-wide random Llama with the embedded model's tokenizer and chat template: the
-    smoke modes run the real code paths on it in seconds (its numbers time nothing)."""
+    smoke modes run the real code paths on it in seconds (its numbers time nothing). heads=1: head
+    dimension 32, which vLLM's CPU attention serves on every ISA (16 is refused on AMX Xeons)."""
     from harness.models import resolve_model
     from tiny_llama import make_tiny_llama
 
-    return make_tiny_llama(Path(work) / "tiny-llama", resolve_model("smollm2-135m-instruct"))
+    return make_tiny_llama(Path(work) / "tiny-llama", resolve_model("smollm2-135m-instruct"), heads=heads)
 
 
 def judge_on(name: str, model_dir: str, work: Path, **changes) -> str:

@@ -56,7 +56,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="vllm-bench-"))
     if args.smoke:
         args.steps, args.max_new_tokens, args.url = 2, 8, None
-    policy = tiny_model(tmp) if args.smoke else resolve_model("smollm2-135m-instruct")
+    policy = tiny_model(tmp, heads=1) if args.smoke else resolve_model("smollm2-135m-instruct")
     server = None
     url = args.url
     if not url:  # the tiny Llama knows 1024 positions (the served default is 2048)

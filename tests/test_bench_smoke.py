@@ -81,9 +81,12 @@ def check_dpo(d: dict, precision: str) -> None:
         assert positive(r["ratio_trl_over_harness"], r["cpu_ratio_trl_over_harness"])
         assert r["trl"]["weight_change"] > 0  # TRL's optimizer step moved its weights
     assert d["harness_weight_change"] > 0  # and ours
-    # the first step of each side starts at policy == reference: the sigmoid DPO loss is log 2 on both
-    assert d["ref_each_step"]["trl"]["loss"][0] == pytest.approx(math.log(2), abs=1e-4)
-    assert d["ref_each_step"]["harness"]["loss"][0] == pytest.approx(math.log(2), abs=1e-4)
+    # the first step of each side starts at policy == reference: the sigmoid DPO loss is log 2 on both.
+    # Under bf16 autocast the reference and policy passes round apart (measured on an AMX Xeon: TRL
+    # 0.69328, harness 0.69302); 5e-3 is a margin of 0.1 nats at beta 0.1, far below a wrong reference
+    tol = 1e-4 if precision == "fp32" else 5e-3
+    assert d["ref_each_step"]["trl"]["loss"][0] == pytest.approx(math.log(2), abs=tol)
+    assert d["ref_each_step"]["harness"]["loss"][0] == pytest.approx(math.log(2), abs=tol)
 
 
 def check_oaif(d: dict, precision: str, settings=("rule", "llm")) -> None:
